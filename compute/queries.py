@@ -1,0 +1,222 @@
+"""The nine queries as vectorised NumPy functions of a data set's cell arrays.
+
+Each kernel takes one question's contiguous slice of cells (optionally narrowed by years), groups it
+with `np.unique` + `np.bincount`, and builds the result dict in the order API.md fixes. Orders use a
+stable sort over codes that are already in name order, so ties come out alphabetically, exactly as
+the original's `sorted(..., reverse=...)` over alphabetically grouped states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from store.cells import NO_STRATUM
+from store.csvfile import NO_YEAR
+from store.dataset import Dataset
+
+LOWER_IS_BETTER = frozenset(
+    {
+        "Percent of adults aged 18 years and older who have an overweight classification",
+        "Percent of adults aged 18 years and older who have obesity",
+        "Percent of adults who engage in no leisure-time physical activity",
+        "Percent of adults who report consuming fruit less than one time daily",
+        "Percent of adults who report consuming vegetables less than one time daily",
+    }
+)
+HIGHER_IS_BETTER = frozenset(
+    {
+        "Percent of adults who achieve at least 150 minutes a week of moderate-intensity aerobic "
+        "physical activity or 75 minutes a week of vigorous-intensity aerobic activity (or an "
+        "equivalent combination)",
+        "Percent of adults who achieve at least 150 minutes a week of moderate-intensity aerobic "
+        "physical activity or 75 minutes a week of vigorous-intensity aerobic physical activity and "
+        "engage in muscle-strengthening activities on 2 or more days a week",
+        "Percent of adults who achieve at least 300 minutes a week of moderate-intensity aerobic "
+        "physical activity or 150 minutes a week of vigorous-intensity aerobic activity (or an "
+        "equivalent combination)",
+        "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week",
+    }
+)
+
+KNOWN_DIRECTION = LOWER_IS_BETTER | HIGHER_IS_BETTER
+
+
+class Query(NamedTuple):
+    """A validated query in codes: cheap to pickle in a batch to a worker."""
+
+    kind: str
+    question: int
+    state: int = -1
+    years: tuple[int, int] | None = None
+    dataset: str = "default"
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The cells a query reads: one question's, narrowed by years when asked."""
+
+    state: np.ndarray
+    stratum: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+
+
+def select(dataset: Dataset, question: int, years: tuple[int, int] | None) -> Cells:
+    arrays = dataset.arrays
+    start, stop = arrays["question_start"][question : question + 2]
+    part = slice(int(start), int(stop))
+    cells = Cells(arrays["state"][part], arrays["stratum"][part], arrays["sum"][part], arrays["count"][part])
+    if years is None:
+        return cells
+    first, last = years
+    year_start, year_end = arrays["year_start"][part], arrays["year_end"][part]
+    keep = (year_start != NO_YEAR) & (year_start >= first) & (year_end <= last)
+    return Cells(cells.state[keep], cells.stratum[keep], cells.sums[keep], cells.counts[keep])
+
+
+def group_means(keys: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys and the mean of each (total sum over total count).
+
+    Cells are sorted by (question, state, stratum), so within one question's slice the keys of
+    every grouping here are already sorted: a group is a run, found in one linear pass.
+    """
+    if len(keys) == 0:
+        return keys, sums
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(sums, starts) / np.add.reduceat(counts, starts)
+
+
+def state_means(cells: Cells) -> tuple[np.ndarray, np.ndarray]:
+    return group_means(cells.state, cells.sums, cells.counts)
+
+
+def global_mean_of(cells: Cells) -> float:
+    return float(cells.sums.sum() / cells.counts.sum())
+
+
+def ordered(dataset: Dataset, codes: np.ndarray, values: np.ndarray, descending: bool) -> dict[str, float]:
+    """{state: value} sorted by value, ties in name order (a stable sort over name-ordered codes)."""
+    order = np.argsort(-values if descending else values, kind="stable")
+    names = dataset.catalog.states
+    return dict(zip([names[code] for code in codes[order].tolist()], values[order].tolist()))
+
+
+def one_state(cells: Cells, state: int) -> Cells:
+    mine = cells.state == state
+    if not mine.any():
+        raise LookupError("no value for that state and question")
+    return Cells(cells.state[mine], cells.stratum[mine], cells.sums[mine], cells.counts[mine])
+
+
+def lower_is_better(dataset: Dataset, question: int) -> bool:
+    text = dataset.catalog.questions[question]
+    if text in LOWER_IS_BETTER:
+        return True
+    if text in HIGHER_IS_BETTER:
+        return False
+    raise LookupError("which direction is better is not known for this question")
+
+
+def states_mean(dataset: Dataset, query: Query) -> dict:
+    codes, means = state_means(select(dataset, query.question, query.years))
+    return ordered(dataset, codes, means, descending=False)
+
+
+def state_mean(dataset: Dataset, query: Query) -> dict:
+    cells = one_state(select(dataset, query.question, query.years), query.state)
+    return {dataset.catalog.states[query.state]: global_mean_of(cells)}
+
+
+def best5(dataset: Dataset, query: Query) -> dict:
+    codes, means = state_means(select(dataset, query.question, query.years))
+    best_first = ordered(dataset, codes, means, descending=not lower_is_better(dataset, query.question))
+    return dict(list(best_first.items())[:5])
+
+
+def worst5(dataset: Dataset, query: Query) -> dict:
+    codes, means = state_means(select(dataset, query.question, query.years))
+    worst_first = ordered(dataset, codes, means, descending=lower_is_better(dataset, query.question))
+    return dict(list(worst_first.items())[:5])
+
+
+def global_mean(dataset: Dataset, query: Query) -> dict:
+    cells = select(dataset, query.question, query.years)
+    if not cells.counts.any():
+        raise LookupError("no value for that question")
+    return {"global_mean": global_mean_of(cells)}
+
+
+def diff_from_mean(dataset: Dataset, query: Query) -> dict:
+    cells = select(dataset, query.question, query.years)
+    codes, means = state_means(cells)
+    return ordered(dataset, codes, global_mean_of(cells) - means, descending=True)
+
+
+def state_diff_from_mean(dataset: Dataset, query: Query) -> dict:
+    cells = select(dataset, query.question, query.years)
+    mine = one_state(cells, query.state)
+    return {dataset.catalog.states[query.state]: global_mean_of(cells) - global_mean_of(mine)}
+
+
+def mean_by_category(dataset: Dataset, query: Query) -> dict:
+    cells = select(dataset, query.question, query.years)
+    stratified = cells.stratum != NO_STRATUM
+    strata = len(dataset.catalog.strata)
+    keys = cells.state[stratified].astype(np.int64) * strata + cells.stratum[stratified]
+    codes, means = group_means(keys, cells.sums[stratified], cells.counts[stratified])
+    states, stratum_keys = dataset.catalog.state_reprs, dataset.catalog.stratum_reprs
+    names = [
+        f"({states[code // strata]}, {stratum_keys[code % strata]})" for code in codes.tolist()
+    ]
+    return dict(zip(names, means.tolist()))
+
+
+def state_mean_by_category(dataset: Dataset, query: Query) -> dict:
+    cells = one_state(select(dataset, query.question, query.years), query.state)
+    stratified = cells.stratum != NO_STRATUM
+    codes, means = group_means(cells.stratum[stratified], cells.sums[stratified], cells.counts[stratified])
+    stratum_keys = dataset.catalog.stratum_reprs
+    names = [f"({stratum_keys[code]})" for code in codes.tolist()]
+    return {dataset.catalog.states[query.state]: dict(zip(names, means.tolist()))}
+
+
+Kernel = Callable[[Dataset, Query], dict]
+
+KERNELS: dict[str, Kernel] = {
+    kernel.__name__: kernel
+    for kernel in (
+        states_mean,
+        state_mean,
+        best5,
+        worst5,
+        global_mean,
+        diff_from_mean,
+        state_diff_from_mean,
+        mean_by_category,
+        state_mean_by_category,
+    )
+}
+
+NEEDS_STATE = frozenset({"state_mean", "state_diff_from_mean", "state_mean_by_category"})
+NEEDS_DIRECTION = frozenset({"best5", "worst5"})
+
+
+def answer(dataset: Dataset, query: Query) -> dict:
+    """The `data` of a finished job; LookupError where the data set has no answer."""
+    return KERNELS[query.kind](dataset, query)
+
+
+def run_query(
+    dataset: Dataset,
+    name: str,
+    question: str,
+    state: str | None = None,
+    years: tuple[int, int] | None = None,
+) -> dict:
+    """The same by names, for tests and scripts; KeyError for a name the data set lacks."""
+    catalog = dataset.catalog
+    state_code = catalog.state_codes[state] if state is not None else -1
+    return answer(dataset, Query(name, catalog.question_codes[question], state_code, years))

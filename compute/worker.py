@@ -1,0 +1,62 @@
+"""What runs inside a pool worker: attach to the shared data once, then answer batches of jobs.
+
+A batch is one pool task: its jobs are marked as taken in the ledger (one round trip), answered,
+journalled by the ledger (one more), and returned as finished reply bytes, so the server only
+stores them and writes them out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import orjson
+
+from compute.queries import Query, answer
+from store.cells import Catalog
+from store.dataset import Dataset, attach
+from store.shm import Layout
+
+Reply = tuple[int, str, bytes]
+
+_ledger: Any = None
+_datasets: dict[str, Dataset] = {}
+
+
+def error_reply(reason: str) -> bytes:
+    return orjson.dumps({"status": "error", "reason": reason})
+
+
+def init_worker(ledger: Any, published: dict[str, tuple[Catalog, Layout]]) -> None:
+    """Pool initializer: attach every published data set; Ctrl-C is the server's to handle."""
+    global _ledger
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ledger = ledger
+    for name, (catalog, layout) in published.items():
+        _datasets[name] = attach(catalog, layout)
+
+
+def reply_to(query: Query) -> tuple[str, bytes]:
+    """One job's status and its whole get_results reply."""
+    dataset = _datasets.get(query.dataset)
+    if dataset is None:
+        return "error", error_reply(f"data set {query.dataset!r} is not loaded")
+    try:
+        data = answer(dataset, query)
+    except LookupError as error:
+        return "error", error_reply(str(error))
+    except Exception as error:  # a bug must end the job with its reason, not wedge the batch
+        return "error", error_reply(f"internal error: {type(error).__name__}: {error}")
+    return "done", orjson.dumps({"status": "done", "data": data})
+
+
+def run_batch(batch: list[tuple[int, Query]]) -> list[Reply]:
+    """Answer a batch; replies reach the server only once the ledger has them on disk."""
+    _ledger.start([job_id for job_id, _ in batch], os.getpid())
+    replies = [(job_id, *reply_to(query)) for job_id, query in batch]
+    failure = _ledger.finish(replies)
+    if failure:
+        unsaved = error_reply(f"the result could not be saved: {failure}")
+        return [(job_id, "error", unsaved) for job_id, _, _ in replies]
+    return replies

@@ -1,0 +1,71 @@
+"""The command line of `python -m server` (API.md, "Command line") as a typed configuration."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
+
+
+@dataclass(frozen=True)
+class Config:
+    data: Path = BUNDLED_SAMPLE
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 2
+    state_dir: Path = Path("results")
+    log_file: Path | None = None
+    max_body: int = 1 * 2**20
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.state_dir / "webserver.log"
+
+
+def default_workers() -> int:
+    """$TP_NUM_OF_THREADS (the original's variable), else the number of CPUs."""
+    configured = os.environ.get("TP_NUM_OF_THREADS", "").strip()
+    if configured:
+        return positive_int(configured)
+    return os.cpu_count() or 1
+
+
+def positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return number
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m server", description="Le Stats Sportif: CDC nutrition and activity statistics over HTTP."
+    )
+    parser.add_argument("--data", type=Path, default=BUNDLED_SAMPLE, help="CSV in the CDC schema (default: the bundled sample)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="pool processes (default $TP_NUM_OF_THREADS, else the CPU count)")
+    parser.add_argument("--state-dir", type=Path, default=Path("results"), help="where results, job states and logs persist (default ./results)")
+    parser.add_argument("--log-file", type=Path, default=None, help="log file (default STATE_DIR/webserver.log)")
+    parser.add_argument("--max-body", type=positive_int, default=2**20, help="largest request body in bytes (default 1 MiB)")
+    args = parser.parse_args(argv)
+    try:
+        workers = args.workers or default_workers()
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"TP_NUM_OF_THREADS: {error}")
+    return Config(
+        data=args.data,
+        host=args.host,
+        port=args.port,
+        workers=workers,
+        state_dir=args.state_dir,
+        log_file=args.log_file,
+        max_body=args.max_body,
+    )

@@ -1,0 +1,86 @@
+"""The routes of API.md. Handlers validate, hand off and answer; none of them waits on a worker."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from compute.queries import KERNELS
+from server.middleware import error_response
+from server.service import SERVICE
+from server.validation import BadRequest, parse_query
+
+JSON = "application/json"
+
+
+def json_bytes(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+async def submit_query(request: web.Request) -> web.Response:
+    """POST /api/<query>: 200 {"job_id": ...} at once; the work happens in the pool."""
+    service = request.app[SERVICE]
+    if service.draining:
+        return error_response(503, "shutting down")
+    kind = request.match_info["query"]
+    try:
+        query = parse_query(kind, await request.read(), service.catalogs)
+    except BadRequest as error:
+        return error_response(400, str(error))
+    job_id = await service.jobs.open()
+    service.dispatcher.submit(job_id, query)
+    return json_bytes(b'{"job_id":"job_id_%d"}' % job_id)
+
+
+def parse_job_id(text: str) -> int | None:
+    """`job_id_<n>` or the bare `<n>`."""
+    digits = text.removeprefix("job_id_")
+    return int(digits) if digits.isdecimal() and digits.isascii() else None
+
+
+async def get_results(request: web.Request) -> web.Response:
+    job_id = parse_job_id(request.match_info["job_id"])
+    reply = request.app[SERVICE].jobs.reply(job_id) if job_id is not None else None
+    if reply is None:
+        return error_response(404, "Invalid job_id")
+    return json_bytes(reply)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    statuses = request.app[SERVICE].jobs.statuses
+    data = [{f"job_id_{job_id}": statuses[job_id]} for job_id in sorted(statuses)]
+    return json_bytes(orjson.dumps({"status": "done", "data": data}))
+
+
+async def num_jobs(request: web.Request) -> web.Response:
+    return json_bytes(orjson.dumps({"num_jobs": len(request.app[SERVICE].jobs.running)}))
+
+
+async def graceful_shutdown(request: web.Request) -> web.Response:
+    """Stop taking queries; "running" while accepted jobs remain, then "done"."""
+    service = request.app[SERVICE]
+    service.draining = True
+    status = "running" if service.jobs.running else "done"
+    return json_bytes(orjson.dumps({"status": status}))
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_bytes(orjson.dumps(await request.app[SERVICE].health()))
+
+
+async def index(request: web.Request) -> web.Response:
+    """For now, the routes; a page for people comes later."""
+    routes = sorted(
+        {f"{route.method} {route.resource.canonical}" for route in request.app.router.routes() if route.resource and route.method != "HEAD"}
+    )
+    return json_bytes(orjson.dumps({"service": "Le Stats Sportif", "routes": routes}))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit_query)
+    app.router.add_get("/api/get_results/{job_id}", get_results)
+    app.router.add_get("/api/jobs", list_jobs)
+    app.router.add_get("/api/num_jobs", num_jobs)
+    app.router.add_get("/api/graceful_shutdown", graceful_shutdown)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/", index)
