@@ -2,20 +2,31 @@
 
 At most one batch per worker is in flight. Jobs that arrive while every worker is busy queue up and
 leave together as the next batch, so under light load a job goes alone (lowest latency) and under
-heavy load the per-job cost of a pool round trip shrinks with the batch. `apply_async` only puts the
-batch on the pool's queue; the pool's own threads pickle and send it, and its result thread hands
-the replies back to the loop with `call_soon_threadsafe`.
+heavy load the per-job cost of a pool round trip shrinks with the batch.
+
+All batches travel through one long-lived `imap_unordered` whose task iterator is a queue the loop
+feeds. Separate `apply_async` calls would each add and remove an entry in the pool's cache, and
+every time the cache ran empty the pool's worker-maintenance thread would wake, poll every worker
+and build a new selector: measured here, that thread took more GIL time than the requests did.
+A reader thread hands each batch's replies back to the loop with `call_soon_threadsafe`.
+
+multiprocessing.Pool silently drops the task of a worker that dies, so the dispatcher remembers
+every batch in flight. When a worker dies, each of those batches may have been the dead one's:
+their unfinished jobs go out again (a job's reply is pure, so a duplicate is harmless and the first
+reply wins). A job sent out more than `max_attempts` times ends with an error instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections import deque
 from multiprocessing.pool import Pool
 from typing import Callable
 
 from compute.queries import Query
-from compute.worker import Reply, error_reply, run_batch
+from compute.worker import Batch, Reply, error_reply, run_batch
 
 Deliver = Callable[[list[Reply]], None]
 
@@ -24,56 +35,96 @@ class Dispatcher:
     """Batches (job id, query) pairs onto a pool and delivers the replies in the loop."""
 
     def __init__(
-        self, pool: Pool, workers: int, loop: asyncio.AbstractEventLoop, deliver: Deliver, max_batch: int = 256
+        self,
+        pool: Pool,
+        workers: int,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        max_batch: int = 256,
+        max_attempts: int = 2,
     ) -> None:
         self._pool = pool
         self._workers = workers
         self._loop = loop
         self._deliver = deliver
         self._max_batch = max_batch
+        self._max_attempts = max_attempts
         self._pending: deque[tuple[int, Query]] = deque()
-        self._in_flight = 0
+        self._in_flight: dict[int, list[tuple[int, Query]]] = {}
+        self._attempts: dict[int, int] = {}
+        self._next_batch = 0
         self._scheduled = False
+        self.batches_lost = 0
+        self._stream: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._replies = pool.imap_unordered(run_batch, iter(self._stream.get, None))
+        self._reader = threading.Thread(target=self._read_replies, name="pool-replies", daemon=True)
+        self._reader.start()
 
     @property
     def queued(self) -> int:
         return len(self._pending)
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
     def submit(self, job_id: int, query: Query) -> None:
         """Queue a job; it leaves with whatever else arrives in this turn of the loop."""
         self._pending.append((job_id, query))
-        if not self._scheduled and self._in_flight < self._workers:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and len(self._in_flight) < self._workers:
             self._scheduled = True
             self._loop.call_soon(self._dispatch)
 
     def _dispatch(self) -> None:
         self._scheduled = False
-        free = self._workers - self._in_flight
+        free = self._workers - len(self._in_flight)
         while self._pending and free > 0:
             size = min(self._max_batch, -(-len(self._pending) // free))
-            batch = [self._pending.popleft() for _ in range(size)]
-            self._in_flight += 1
+            jobs = [self._pending.popleft() for _ in range(size)]
+            for job_id, _ in jobs:
+                self._attempts[job_id] = self._attempts.get(job_id, 0) + 1
+            self._next_batch += 1
+            self._in_flight[self._next_batch] = jobs
+            self._stream.put((self._next_batch, jobs))
             free -= 1
-            self._pool.apply_async(
-                run_batch,
-                (batch,),
-                callback=self._landed_from_pool,
-                error_callback=lambda error, batch=batch: self._loop.call_soon_threadsafe(
-                    self._failed, batch, error
-                ),
-            )
 
-    def _landed_from_pool(self, replies: list[Reply]) -> None:
-        """Runs in the pool's result thread: only hop to the loop."""
-        self._loop.call_soon_threadsafe(self._landed, replies)
+    def _read_replies(self) -> None:
+        """The reader thread: only hop each batch's replies over to the loop."""
+        for number, replies in self._replies:
+            self._loop.call_soon_threadsafe(self._landed, number, replies)
 
-    def _landed(self, replies: list[Reply]) -> None:
-        self._in_flight -= 1
+    def _landed(self, number: int, replies: list[Reply]) -> None:
+        self._in_flight.pop(number, None)
+        for job_id, _, _ in replies:
+            self._attempts.pop(job_id, None)
         self._deliver(replies)
-        self._dispatch()
+        self._schedule()
 
-    def _failed(self, batch: list[tuple[int, Query]], error: BaseException) -> None:
-        self._in_flight -= 1
-        reply = error_reply(f"the worker failed: {type(error).__name__}: {error}")
-        self._deliver([(job_id, "error", reply) for job_id, _ in batch])
-        self._dispatch()
+    def worker_died(self) -> int:
+        """Send again every unfinished job that was in flight; returns how many went again."""
+        retried, failed = [], []
+        for jobs in self._in_flight.values():
+            for job_id, query in jobs:
+                attempts = self._attempts.get(job_id)
+                if attempts is None:
+                    continue
+                if attempts >= self._max_attempts:
+                    del self._attempts[job_id]
+                    failed.append(job_id)
+                else:
+                    retried.append((job_id, query))
+        self.batches_lost += len(self._in_flight)
+        self._in_flight.clear()
+        self._pending.extendleft(reversed(retried))
+        if failed:
+            reply = error_reply(f"the worker process running this job died {self._max_attempts} times")
+            self._deliver([(job_id, "error", reply) for job_id in failed])
+        self._schedule()
+        return len(retried)
+
+    def close(self) -> None:
+        """End the stream of batches (after the drain)."""
+        self._stream.put(None)

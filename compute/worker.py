@@ -1,13 +1,11 @@
 """What runs inside a pool worker: attach to the shared data once, then answer batches of jobs.
 
-A batch is one pool task: its jobs are marked as taken in the ledger (one round trip), answered,
-journalled by the ledger (one more), and returned as finished reply bytes, so the server only
-stores them and writes them out.
+A batch is one pool task: its jobs are answered, journalled by the ledger (one round trip for the
+batch), and returned as finished reply bytes, so the server only stores them and writes them out.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from typing import Any
 
@@ -19,6 +17,7 @@ from store.dataset import Dataset, attach
 from store.shm import Layout
 
 Reply = tuple[int, str, bytes]
+Batch = tuple[int, list[tuple[int, Query]]]
 
 _ledger: Any = None
 _datasets: dict[str, Dataset] = {}
@@ -51,12 +50,18 @@ def reply_to(query: Query) -> tuple[str, bytes]:
     return "done", orjson.dumps({"status": "done", "data": data})
 
 
-def run_batch(batch: list[tuple[int, Query]]) -> list[Reply]:
-    """Answer a batch; replies reach the server only once the ledger has them on disk."""
-    _ledger.start([job_id for job_id, _ in batch], os.getpid())
-    replies = [(job_id, *reply_to(query)) for job_id, query in batch]
-    failure = _ledger.finish(replies)
+def run_batch(batch: Batch) -> tuple[int, list[Reply]]:
+    """Answer a numbered batch; replies reach the server only once the ledger has them on disk.
+
+    It never raises: whatever goes wrong ends each job of the batch with the reason.
+    """
+    number, jobs = batch
+    try:
+        replies = [(job_id, *reply_to(query)) for job_id, query in jobs]
+        failure = _ledger.finish(replies)
+    except Exception as error:
+        failure = f"the job ledger failed: {type(error).__name__}: {error}"
     if failure:
         unsaved = error_reply(f"the result could not be saved: {failure}")
-        return [(job_id, "error", unsaved) for job_id, _, _ in replies]
-    return replies
+        return number, [(job_id, "error", unsaved) for job_id, _ in jobs]
+    return number, replies

@@ -24,6 +24,7 @@ from server.logs import start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
+from server.supervise import watch_workers
 from store.dataset import Dataset, load_dataset, publish
 from store.ledger import LedgerManager
 from store.shm import reclaim_stale
@@ -95,13 +96,19 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish)
     service = Service({name: d.catalog for name, d in datasets.items()}, datasets, jobs, dispatcher, pool, ledger)
     app[SERVICE] = service
+    watcher = asyncio.create_task(watch_workers(service))
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)
     yield
     service.draining = True
     log.info("draining %d jobs", len(jobs.running))
     await jobs.drained()
-    pool.close()
+    dispatcher.close()
+    if dispatcher.batches_lost:
+        await asyncio.to_thread(pool.terminate)  # close() would wait forever for a task a dead worker took
+    else:
+        pool.close()
     await asyncio.to_thread(pool.join)
+    watcher.cancel()
     await asyncio.to_thread(ledger.close, jobs.next_id)
     log.info("stopped cleanly; next job id %d", jobs.next_id)
 

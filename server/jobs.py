@@ -63,7 +63,10 @@ class JobTable:
             self._reserving = None
 
     def finish(self, replies: list[Reply]) -> None:
+        """Record replies; the first reply of a job wins (a job sent again may answer twice)."""
         for job_id, status, reply in replies:
+            if job_id not in self.running:
+                continue
             self.running.discard(job_id)
             self.statuses[job_id] = status
             self.replies[job_id] = reply

@@ -27,8 +27,9 @@ class Service:
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     def worker_pids(self) -> list[int]:
-        """The pool's live processes (Pool keeps them in `_pool`; there is no public accessor)."""
-        return sorted(process.pid for process in self.pool._pool if process.is_alive())  # type: ignore[attr-defined]
+        """The pool's processes. Pool keeps them in `_pool` (no public accessor) and its own
+        thread swaps a dead one for a new one within milliseconds; `list()` copies atomically."""
+        return sorted(process.pid for process in list(self.pool._pool))  # type: ignore[attr-defined]
 
     async def health(self) -> dict[str, Any]:
         ledger = await asyncio.to_thread(self.ledger.health)
@@ -39,6 +40,8 @@ class Service:
             "jobs": {
                 "running": len(self.jobs.running),
                 "queued_for_pool": self.dispatcher.queued,
+                "batches_in_flight": self.dispatcher.in_flight,
+                "batches_lost_to_dead_workers": self.dispatcher.batches_lost,
                 "next_id": self.jobs.next_id,
                 "kept_results": len(self.jobs.replies),
             },

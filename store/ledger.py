@@ -1,8 +1,7 @@
 """The job ledger: job states and the results journal, living in the manager process.
 
-Workers tell the ledger when they start a batch (so a dead worker's jobs can be found) and hand it
-their finished replies, which it appends to an orjson journal before the worker reports them to the
-server: a job the server calls done is already on disk. The server itself only reserves blocks of
+Workers hand the ledger their finished replies, which it appends to an orjson journal before the
+worker reports them to the server: a job the server calls done is already on disk. The server itself only reserves blocks of
 job ids here (so ids are never reused after a crash) and reads everything back once at start.
 
 Journal lines (one orjson object per line, each written with a single `write`):
@@ -23,7 +22,6 @@ from pathlib import Path
 import orjson
 
 JOURNAL = "journal.jsonl"
-RUNNING = "running"
 
 
 @dataclass
@@ -72,7 +70,7 @@ def replay(path: Path) -> Recovered:
 
 
 class Ledger:
-    """Job states by id (a worker's pid while running, then done/error) and the journal."""
+    """Finished jobs' states by id (done or error) and the journal."""
 
     def __init__(self, state_dir: str) -> None:
         self._dir = Path(state_dir)
@@ -80,18 +78,12 @@ class Ledger:
         self._path = self._dir / JOURNAL
         self._recovered = replay(self._path)
         self._lock = threading.Lock()
-        self._states: dict[int, int | str] = {}
+        self._states: dict[int, str] = {}
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._write_error: str | None = None
 
     def recovered(self) -> Recovered:
         return self._recovered
-
-    def start(self, job_ids: list[int], pid: int) -> None:
-        """A worker took these jobs."""
-        with self._lock:
-            for job_id in job_ids:
-                self._states[job_id] = pid
 
     def finish(self, replies: list[tuple[int, str, bytes]]) -> str | None:
         """Journal finished (job, status, reply) triples; returns None, or why they were not written."""
@@ -109,12 +101,6 @@ class Ledger:
         with self._lock:
             return self._append(orjson.dumps({"reserved": up_to}) + b"\n")
 
-    def running_on(self, pids: list[int]) -> list[int]:
-        """Jobs that a worker among `pids` took and did not finish."""
-        dead = set(pids)
-        with self._lock:
-            return [job for job, state in self._states.items() if state in dead]
-
     def forget(self, job_ids: list[int]) -> None:
         with self._lock:
             for job_id in job_ids:
@@ -122,8 +108,7 @@ class Ledger:
 
     def health(self) -> dict:
         with self._lock:
-            running = sum(1 for state in self._states.values() if isinstance(state, int))
-            return {"journal": str(self._path), "running": running, "write_error": self._write_error}
+            return {"journal": str(self._path), "finished": len(self._states), "write_error": self._write_error}
 
     def close(self, next_id: int) -> str | None:
         """A clean stop: record where the ids go on, and close the journal."""

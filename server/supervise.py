@@ -1,0 +1,31 @@
+"""Watch the pool's workers: a worker that dies takes its batch with it, silently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from compute.stuck_locks import StuckLockWatch
+from server.service import Service
+
+log = logging.getLogger("lestats.supervise")
+
+
+async def watch_workers(service: Service, interval_s: float = 0.05) -> None:
+    """When a worker pid disappears, send its unfinished jobs again and free any lock it held.
+
+    The pool itself starts a replacement; this makes sure no job waits forever for the dead.
+    """
+    locks = StuckLockWatch(service.pool)
+    known = set(service.worker_pids())
+    while True:
+        await asyncio.sleep(interval_s)
+        current = set(service.worker_pids())
+        dead = known - current
+        if dead:
+            locks.worker_died()
+            retried = service.dispatcher.worker_died()
+            log.error("worker(s) %s died; %d unfinished jobs sent again", sorted(dead), retried)
+        for name in locks.check():
+            log.error("freed the pool's %s, left held by a dead worker", name)
+        known = current
