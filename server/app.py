@@ -19,12 +19,13 @@ from aiohttp import web
 from compute.dispatch import Dispatcher
 from compute.worker import init_worker
 from server.config import Config
-from server.jobs import JobTable
+from server.admin import ADMIN_TOKEN
+from server.jobs import JobTable, Retention
 from server.logs import start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
-from server.supervise import watch_workers
+from server.supervise import expire_results, watch_workers
 from store.dataset import Dataset, load_dataset, publish
 from store.ledger import LedgerManager
 from store.shm import reclaim_stale
@@ -92,11 +93,13 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         if failure:
             raise OSError(failure)
 
-    jobs = JobTable(recovered, reserve)
+    jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.results_ttl_s))
     dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish)
-    service = Service({name: d.catalog for name, d in datasets.items()}, datasets, jobs, dispatcher, pool, ledger)
+    catalogs = {name: dataset.catalog for name, dataset in datasets.items()}
+    service = Service(catalogs, datasets, jobs, dispatcher, pool, ledger, config.max_queued)
     app[SERVICE] = service
     watcher = asyncio.create_task(watch_workers(service))
+    expiry = asyncio.create_task(expire_results(service))
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)
     yield
     service.draining = True
@@ -109,6 +112,7 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         pool.close()
     await asyncio.to_thread(pool.join)
     watcher.cancel()
+    expiry.cancel()
     await asyncio.to_thread(ledger.close, jobs.next_id)
     log.info("stopped cleanly; next job id %d", jobs.next_id)
 
@@ -116,6 +120,8 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[log_calls, json_errors(config)], client_max_size=config.max_body)
     app[CONFIG] = config
+    if config.admin_token:
+        app[ADMIN_TOKEN] = config.admin_token
     app.cleanup_ctx.extend([logging_ctx, data_ctx, ledger_ctx, service_ctx])
     add_routes(app)
     return app

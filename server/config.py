@@ -20,6 +20,10 @@ class Config:
     state_dir: Path = Path("results")
     log_file: Path | None = None
     max_body: int = 1 * 2**20
+    max_queued: int = 10_000
+    keep_results: int = 100_000
+    results_ttl_s: float | None = None
+    admin_token: str | None = None
 
     @property
     def log_path(self) -> Path:
@@ -55,7 +59,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--state-dir", type=Path, default=Path("results"), help="where results, job states and logs persist (default ./results)")
     parser.add_argument("--log-file", type=Path, default=None, help="log file (default STATE_DIR/webserver.log)")
     parser.add_argument("--max-body", type=positive_int, default=2**20, help="largest request body in bytes (default 1 MiB)")
+    parser.add_argument("--max-queued", type=positive_int, default=10_000, help="jobs queued or running at once; beyond it a query gets 503 (default 10000)")
+    parser.add_argument("--keep-results", type=positive_int, default=100_000, help="finished jobs kept, newest first (default 100000)")
+    parser.add_argument("--results-ttl", type=float, default=None, metavar="SECONDS", help="also drop finished jobs older than this (default: keep)")
+    parser.add_argument("--admin-token", default=os.environ.get("LESTATS_ADMIN_TOKEN") or None, help="require 'Authorization: Bearer TOKEN' on admin routes (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)")
     args = parser.parse_args(argv)
+    if args.results_ttl is not None and args.results_ttl <= 0:
+        parser.error("--results-ttl must be a positive number of seconds")
     try:
         workers = args.workers or default_workers()
     except argparse.ArgumentTypeError as error:
@@ -68,4 +78,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         state_dir=args.state_dir,
         log_file=args.log_file,
         max_body=args.max_body,
+        max_queued=args.max_queued,
+        keep_results=args.keep_results,
+        results_ttl_s=args.results_ttl,
+        admin_token=args.admin_token,
     )

@@ -1,13 +1,19 @@
-"""The server's own table of jobs: ids, which are running, and every finished reply.
+"""The server's own table of jobs: ids, which are running, and the finished replies it keeps.
 
 A finished reply never changes, so the server keeps it here and answers get_results without any
 round trip. Ids are reserved in the ledger a block ahead of use, so that after a crash the next run
 starts beyond every id that may have been handed out and never issues one twice.
+
+Retention keeps the newest `keep` jobs by id (and, with a time to live, only those finished within
+it). Expiry moves a watermark up through the ids, so "expired" (below the watermark) is told apart
+from "never issued" (at or above the next id) without remembering every dropped id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import orjson
@@ -17,18 +23,33 @@ from store.ledger import Recovered
 
 RUNNING_REPLY = orjson.dumps({"status": "running"})
 INTERRUPTED_REPLY = orjson.dumps({"status": "error", "reason": "interrupted by a restart"})
+EXPIRED_REPLY = orjson.dumps({"status": "error", "reason": "expired"})
+INVALID_REPLY = orjson.dumps({"status": "error", "reason": "Invalid job_id"})
 
 Reserve = Callable[[int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep: int = 100_000
+    ttl_s: float | None = None
 
 
 class JobTable:
     """Job ids, states and replies; all of it touched only from the event loop."""
 
-    def __init__(self, recovered: Recovered, reserve: Reserve, block: int = 10_000) -> None:
-        self.replies: dict[int, bytes] = {job: reply for job, (_, reply) in recovered.replies.items()}
-        self.statuses: dict[int, str] = {job: status for job, (status, _) in recovered.replies.items()}
+    def __init__(self, recovered: Recovered, reserve: Reserve, retention: Retention, block: int = 10_000) -> None:
+        self.replies: dict[int, bytes] = {}
+        self.statuses: dict[int, str] = {}
+        self._finished_at: dict[int, float] = {}
+        now = time.monotonic()
+        for job_id in sorted(recovered.replies):
+            status, reply = recovered.replies[job_id]
+            self.replies[job_id], self.statuses[job_id], self._finished_at[job_id] = reply, status, now
         self.first_id = recovered.next_id
+        self.expired_below = recovered.expired_below
         self._next_id = recovered.next_id
+        self._retention = retention
         self._reserve = reserve
         self._block = block
         self._reserved = recovered.next_id - 1
@@ -36,6 +57,7 @@ class JobTable:
         self.running: set[int] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.expire()
 
     @property
     def next_id(self) -> int:
@@ -64,25 +86,51 @@ class JobTable:
 
     def finish(self, replies: list[Reply]) -> None:
         """Record replies; the first reply of a job wins (a job sent again may answer twice)."""
+        now = time.monotonic()
         for job_id, status, reply in replies:
             if job_id not in self.running:
                 continue
             self.running.discard(job_id)
             self.statuses[job_id] = status
             self.replies[job_id] = reply
+            self._finished_at[job_id] = now
         if not self.running:
             self._idle.set()
+        if len(self.replies) > self._retention.keep:
+            self.expire()
 
-    def reply(self, job_id: int) -> bytes | None:
-        """get_results' body for a job, or None for an id never issued."""
+    def expire(self) -> int:
+        """Drop finished jobs beyond the newest `keep` or older than the time to live; returns the
+        new watermark. A running job is never dropped, so the watermark waits for it."""
+        keep, ttl_s = self._retention.keep, self._retention.ttl_s
+        oldest_kept = time.monotonic() - ttl_s if ttl_s is not None else None
+        while self.expired_below < self._next_id and self.expired_below not in self.running:
+            job_id = self.expired_below
+            finished_at = self._finished_at.get(job_id)
+            too_many = len(self.replies) > keep
+            if finished_at is None:  # an id lost to a crash: it stays "interrupted" unless space is short
+                if not too_many:
+                    break
+            elif not (too_many or (oldest_kept is not None and finished_at < oldest_kept)):
+                break
+            self.replies.pop(job_id, None)
+            self.statuses.pop(job_id, None)
+            self._finished_at.pop(job_id, None)
+            self.expired_below += 1
+        return self.expired_below
+
+    def lookup(self, job_id: int) -> tuple[int, bytes]:
+        """get_results' status code and body for a job id."""
         reply = self.replies.get(job_id)
         if reply is not None:
-            return reply
+            return 200, reply
         if job_id in self.running:
-            return RUNNING_REPLY
+            return 200, RUNNING_REPLY
+        if 0 < job_id < self.expired_below:
+            return 404, EXPIRED_REPLY
         if 0 < job_id < self.first_id:
-            return INTERRUPTED_REPLY
-        return None
+            return 200, INTERRUPTED_REPLY
+        return 404, INVALID_REPLY
 
     async def drained(self) -> None:
         await self._idle.wait()

@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from compute.queries import KERNELS
+from server.admin import admin_only
 from server.middleware import error_response
 from server.service import SERVICE
 from server.validation import BadRequest, parse_query
@@ -22,6 +23,10 @@ async def submit_query(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     if service.draining:
         return error_response(503, "shutting down")
+    if len(service.jobs.running) >= service.max_queued:
+        return error_response(
+            503, f"too many jobs queued ({service.max_queued}); try again shortly", {"Retry-After": "1"}
+        )
     kind = request.match_info["query"]
     try:
         query = parse_query(kind, await request.read(), service.catalogs)
@@ -40,10 +45,8 @@ def parse_job_id(text: str) -> int | None:
 
 async def get_results(request: web.Request) -> web.Response:
     job_id = parse_job_id(request.match_info["job_id"])
-    reply = request.app[SERVICE].jobs.reply(job_id) if job_id is not None else None
-    if reply is None:
-        return error_response(404, "Invalid job_id")
-    return json_bytes(reply)
+    status, reply = request.app[SERVICE].jobs.lookup(job_id if job_id is not None else 0)
+    return json_bytes(reply, status)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -56,6 +59,7 @@ async def num_jobs(request: web.Request) -> web.Response:
     return json_bytes(orjson.dumps({"num_jobs": len(request.app[SERVICE].jobs.running)}))
 
 
+@admin_only
 async def graceful_shutdown(request: web.Request) -> web.Response:
     """Stop taking queries; "running" while accepted jobs remain, then "done"."""
     service = request.app[SERVICE]

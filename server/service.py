@@ -23,6 +23,7 @@ class Service:
     dispatcher: Dispatcher
     pool: Pool
     ledger: Any
+    max_queued: int
     draining: bool = False
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
@@ -33,8 +34,10 @@ class Service:
 
     async def health(self) -> dict[str, Any]:
         ledger = await asyncio.to_thread(self.ledger.health)
+        problems = [ledger["write_error"]] if ledger["write_error"] else []
         return {
-            "status": "ok",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "workers": self.worker_pids(),
             "draining": self.draining,
             "jobs": {
@@ -44,6 +47,7 @@ class Service:
                 "batches_lost_to_dead_workers": self.dispatcher.batches_lost,
                 "next_id": self.jobs.next_id,
                 "kept_results": len(self.jobs.replies),
+                "expired_below": self.jobs.expired_below,
             },
             "ledger": ledger,
             "datasets": {

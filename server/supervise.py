@@ -1,4 +1,4 @@
-"""Watch the pool's workers: a worker that dies takes its batch with it, silently."""
+"""Background duties: watch the pool's workers, and expire old results."""
 
 from __future__ import annotations
 
@@ -29,3 +29,16 @@ async def watch_workers(service: Service, interval_s: float = 0.05) -> None:
         for name in locks.check():
             log.error("freed the pool's %s, left held by a dead worker", name)
         known = current
+
+
+async def expire_results(service: Service, interval_s: float = 1.0) -> None:
+    """Apply the time to live, and tell the ledger which jobs it may forget and compact away."""
+    told = service.jobs.expired_below
+    while True:
+        await asyncio.sleep(interval_s)
+        watermark = service.jobs.expire()
+        if watermark > told:
+            failure = await asyncio.to_thread(service.ledger.expire_below, watermark)
+            if failure:
+                log.error("expiring jobs below %d: %s", watermark, failure)
+            told = watermark

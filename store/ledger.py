@@ -1,14 +1,17 @@
-"""The job ledger: job states and the results journal, living in the manager process.
+"""The job ledger: finished jobs' states and the results journal, living in the manager process.
 
 Workers hand the ledger their finished replies, which it appends to an orjson journal before the
-worker reports them to the server: a job the server calls done is already on disk. The server itself only reserves blocks of
-job ids here (so ids are never reused after a crash) and reads everything back once at start.
+worker reports them to the server: a job the server calls done is already on disk. The server
+itself only reserves blocks of job ids here (so ids are never reused after a crash), tells it which
+old jobs have expired, and reads everything back once at start.
 
 Journal lines (one orjson object per line, each written with a single `write`):
   {"job": n, "reply": {...}}   a finished job's whole get_results reply (done or error)
   {"reserved": n}              ids up to n may have been handed out
+  {"expired_below": n}         jobs below n have expired
   {"next": n}                  a clean stop: the next id to hand out is n
-A torn last line (a crash mid-write) fails to parse and is cut off at the next start.
+A torn last line (a crash mid-write) fails to parse and is cut off at the next start. When expired
+jobs make up most of the file, it is rewritten (to a temporary file, then renamed over it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import orjson
 
 JOURNAL = "journal.jsonl"
+COMPACT_AT_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Recovered:
 
     replies: dict[int, tuple[str, bytes]] = field(default_factory=dict)
     next_id: int = 1
+    expired_below: int = 1
     clean: bool = True
     torn_bytes: int = 0
 
@@ -43,11 +48,11 @@ def replay(path: Path) -> Recovered:
     good_end = 0
     with open(path, "rb") as journal:
         for line in journal:
+            if not line.endswith(b"\n"):
+                break
             try:
                 entry = orjson.loads(line)
             except orjson.JSONDecodeError:
-                break
-            if not line.endswith(b"\n"):
                 break
             good_end += len(line)
             if "job" in entry:
@@ -57,11 +62,15 @@ def replay(path: Path) -> Recovered:
             elif "reserved" in entry:
                 reserved = max(reserved, entry["reserved"])
                 recovered.clean = False
+            elif "expired_below" in entry:
+                recovered.expired_below = max(recovered.expired_below, entry["expired_below"])
             elif "next" in entry:
                 recovered.next_id = max(recovered.next_id, entry["next"])
                 recovered.clean = True
     if not recovered.clean:
         recovered.next_id = max(recovered.next_id, reserved + 1)
+    for job_id in [job for job in recovered.replies if job < recovered.expired_below]:
+        del recovered.replies[job_id]
     size = path.stat().st_size
     if size > good_end:
         recovered.torn_bytes = size - good_end
@@ -70,17 +79,25 @@ def replay(path: Path) -> Recovered:
 
 
 class Ledger:
-    """Finished jobs' states by id (done or error) and the journal."""
+    """Finished jobs' states by id (done or error) and the journal they are written to."""
 
     def __init__(self, state_dir: str) -> None:
-        self._dir = Path(state_dir)
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._path = self._dir / JOURNAL
-        self._recovered = replay(self._path)
+        self._path = Path(state_dir) / JOURNAL
         self._lock = threading.Lock()
         self._states: dict[int, str] = {}
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = -1
         self._write_error: str | None = None
+        self._reserved = 0
+        self._expired_below = 1
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._recovered = replay(self._path)
+        except OSError as error:
+            self._write_error = f"cannot read the journal {self._path}: {error}"
+            self._recovered = Recovered()
+        self._expired_below = self._recovered.expired_below
+        self._reserved = self._recovered.next_id - 1
+        self._open()
 
     def recovered(self) -> Recovered:
         return self._recovered
@@ -93,45 +110,105 @@ class Ledger:
         )
         with self._lock:
             error = self._append(lines)
-            for job_id, status, _ in replies:
-                self._states[job_id] = "error" if error else status
+            if error is None:
+                for job_id, status, _ in replies:
+                    self._states[job_id] = status
         return error
 
     def reserve(self, up_to: int) -> str | None:
         with self._lock:
-            return self._append(orjson.dumps({"reserved": up_to}) + b"\n")
+            error = self._append(orjson.dumps({"reserved": up_to}) + b"\n")
+            if error is None:
+                self._reserved = max(self._reserved, up_to)
+            return error
 
-    def forget(self, job_ids: list[int]) -> None:
+    def expire_below(self, watermark: int) -> str | None:
+        """Forget jobs below `watermark`; rewrite the journal once they fill most of it."""
         with self._lock:
-            for job_id in job_ids:
-                self._states.pop(job_id, None)
+            if watermark <= self._expired_below:
+                return None
+            self._expired_below = watermark
+            for job_id in [job for job in self._states if job < watermark]:
+                del self._states[job_id]
+            error = self._append(orjson.dumps({"expired_below": watermark}) + b"\n")
+            if error is None and self._size() > COMPACT_AT_BYTES:
+                error = self._compact()
+            return error
 
     def health(self) -> dict:
         with self._lock:
-            return {"journal": str(self._path), "finished": len(self._states), "write_error": self._write_error}
+            return {
+                "journal": str(self._path),
+                "journal_bytes": self._size(),
+                "finished": len(self._states),
+                "write_error": self._write_error,
+            }
 
     def close(self, next_id: int) -> str | None:
         """A clean stop: record where the ids go on, and close the journal."""
         with self._lock:
             error = self._append(orjson.dumps({"next": next_id}) + b"\n")
-            os.close(self._fd)
-            self._fd = -1
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
             return error
+
+    def _open(self) -> bool:
+        try:
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            self._write_error = f"cannot open the journal {self._path}: {error}"
+            return False
+        return True
+
+    def _size(self) -> int:
+        try:
+            return os.fstat(self._fd).st_size if self._fd >= 0 else 0
+        except OSError:
+            return 0
 
     def _append(self, data: bytes) -> str | None:
         """One write per call, so a crash tears at most the last line; undo a short write."""
-        if self._fd < 0:
-            return "the journal is closed"
+        if self._fd < 0 and not self._open():
+            return self._write_error
         before = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             written = os.write(self._fd, data)
             if written != len(data):
                 raise OSError(f"short write ({written} of {len(data)} bytes)")
         except OSError as error:
-            os.ftruncate(self._fd, before)
+            try:
+                os.ftruncate(self._fd, before)
+            except OSError:
+                pass
             self._write_error = f"cannot write the journal {self._path}: {error}"
             return self._write_error
         self._write_error = None
+        return None
+
+    def _compact(self) -> str | None:
+        """Rewrite the journal with only the jobs at or above the watermark."""
+        temporary = self._path.with_suffix(".compacting")
+        header = orjson.dumps({"reserved": self._reserved}) + b"\n"
+        header += orjson.dumps({"expired_below": self._expired_below}) + b"\n"
+        try:
+            with open(self._path, "rb") as source, open(temporary, "wb") as target:
+                target.write(header)
+                for line in source:
+                    if line.startswith(b'{"job":'):
+                        job_id = int(line[7 : line.index(b",", 7)])
+                        if job_id >= self._expired_below and line.endswith(b"\n"):
+                            target.write(line)
+                target.flush()
+                os.fsync(target.fileno())
+            os.replace(temporary, self._path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            self._write_error = f"cannot compact the journal {self._path}: {error}"
+            return self._write_error
+        os.close(self._fd)
+        self._fd = -1
+        self._open()
         return None
 
 
