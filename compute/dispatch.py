@@ -14,6 +14,9 @@ multiprocessing.Pool silently drops the task of a worker that dies, so the dispa
 every batch in flight. When a worker dies, each of those batches may have been the dead one's:
 their unfinished jobs go out again (a job's reply is pure, so a duplicate is harmless and the first
 reply wins). A job sent out more than `max_attempts` times ends with an error instead.
+
+A batch the ledger could not save comes back UNSAVED; its jobs are parked until the supervisor has
+a ledger again, then go out anew (`resend_parked`, or `take_unfinished` into a new dispatcher).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from multiprocessing.pool import Pool
 from typing import Callable
 
 from compute.queries import Query
-from compute.worker import Batch, Reply, error_reply, run_batch
+from compute.worker import UNSAVED, Batch, Reply, error_reply, run_batch
 
 Deliver = Callable[[list[Reply]], None]
 
@@ -51,6 +54,7 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._pending: deque[tuple[int, Query]] = deque()
         self._in_flight: dict[int, list[tuple[int, Query]]] = {}
+        self._parked: list[tuple[int, Query]] = []
         self._attempts: dict[int, int] = {}
         self._next_batch = 0
         self._scheduled = False
@@ -96,12 +100,32 @@ class Dispatcher:
         for number, replies in self._replies:
             self._loop.call_soon_threadsafe(self._landed, number, replies)
 
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
     def _landed(self, number: int, replies: list[Reply]) -> None:
-        self._in_flight.pop(number, None)
+        jobs = self._in_flight.pop(number, [])
+        if replies and replies[0][1] == UNSAVED:
+            self._parked.extend(jobs)
+            return
         for job_id, _, _ in replies:
             self._attempts.pop(job_id, None)
         self._deliver(replies)
         self._schedule()
+
+    def resend_parked(self) -> None:
+        self._pending.extendleft(reversed(self._parked))
+        self._parked.clear()
+        self._schedule()
+
+    def take_unfinished(self) -> list[tuple[int, Query]]:
+        """Every job not yet answered (queued, in flight or parked), to hand to a new dispatcher."""
+        jobs = [*self._parked, *(job for batch in self._in_flight.values() for job in batch), *self._pending]
+        self._parked.clear()
+        self._in_flight.clear()
+        self._pending.clear()
+        return jobs
 
     def worker_died(self) -> int:
         """Send again every unfinished job that was in flight; returns how many went again."""

@@ -17,6 +17,7 @@ from store.dataset import Dataset, attach
 from store.shm import Layout
 
 Reply = tuple[int, str, bytes]
+UNSAVED = "unsaved"
 Batch = tuple[int, list[tuple[int, Query]]]
 
 _ledger: Any = None
@@ -53,14 +54,17 @@ def reply_to(query: Query) -> tuple[str, bytes]:
 def run_batch(batch: Batch) -> tuple[int, list[Reply]]:
     """Answer a numbered batch; replies reach the server only once the ledger has them on disk.
 
-    It never raises: whatever goes wrong ends each job of the batch with the reason.
+    It never raises. If the ledger refuses the write (a full disk), each job ends with that reason;
+    if the ledger cannot be reached at all, the batch comes back UNSAVED, to be sent again once
+    the server has restarted the ledger.
     """
     number, jobs = batch
+    replies = [(job_id, *reply_to(query)) for job_id, query in jobs]
     try:
-        replies = [(job_id, *reply_to(query)) for job_id, query in jobs]
         failure = _ledger.finish(replies)
     except Exception as error:
-        failure = f"the job ledger failed: {type(error).__name__}: {error}"
+        unreachable = error_reply(f"the job ledger is unreachable: {type(error).__name__}: {error}")
+        return number, [(job_id, UNSAVED, unreachable) for job_id, _ in jobs]
     if failure:
         unsaved = error_reply(f"the result could not be saved: {failure}")
         return number, [(job_id, "error", unsaved) for job_id, _ in jobs]

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import signal
 from typing import AsyncIterator
 
 from aiohttp import web
 
 from compute.dispatch import Dispatcher
-from compute.worker import init_worker
+from compute.pool import start_pool
 from server.config import Config
 from server.admin import ADMIN_TOKEN
 from server.jobs import JobTable, Retention
@@ -25,30 +23,16 @@ from server.logs import start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
-from server.supervise import expire_results, watch_workers
+from server.supervise import expire_results, record_issued, supervise
 from store.dataset import Dataset, load_dataset, publish
-from store.ledger import LedgerManager
-from store.shm import reclaim_stale
+from store.manager import LedgerHost
+from store.shm import name_semaphores_after_this_process, reclaim_stale
 
 CONFIG = web.AppKey("config", Config)
 DATASETS = web.AppKey("datasets", dict[str, Dataset])
-LEDGER = web.AppKey("ledger", object)
+LEDGER = web.AppKey("ledger", LedgerHost)
 
 log = logging.getLogger("lestats.app")
-
-
-def process_context() -> multiprocessing.context.BaseContext:
-    """forkserver: children fork from a clean single-threaded server with compute preloaded."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["compute.worker"])
-    return context
-
-
-def _leave_signals_to_the_server() -> None:
-    """The manager outlives a Ctrl-C or a SIGTERM sent to the whole process group: the server
-    stops it last, after the drain has journalled every result."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 async def logging_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -59,6 +43,7 @@ async def logging_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    name_semaphores_after_this_process()
     reclaimed = reclaim_stale()
     if reclaimed:
         log.info("reclaimed shared memory left by a dead run: %s", ", ".join(reclaimed))
@@ -72,53 +57,57 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
-    manager = LedgerManager(ctx=process_context())
-    await asyncio.to_thread(manager.start, _leave_signals_to_the_server)
-    ledger = await asyncio.to_thread(manager.Ledger, str(app[CONFIG].state_dir))
-    app[LEDGER] = ledger
+    host = LedgerHost(str(app[CONFIG].state_dir))
+    await asyncio.to_thread(host.start)
+    app[LEDGER] = host
     yield
-    manager.shutdown()
+    await asyncio.to_thread(host.shutdown)
 
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
-    config, ledger, datasets = app[CONFIG], app[LEDGER], app[DATASETS]
-    recovered = await asyncio.to_thread(ledger.recovered)
+    config, host, datasets = app[CONFIG], app[LEDGER], app[DATASETS]
+    recovered = await asyncio.to_thread(host.ledger.recovered)
     published = {name: (dataset.catalog, dataset.layout) for name, dataset in datasets.items()}
-    pool = await asyncio.to_thread(
-        process_context().Pool, config.workers, init_worker, (ledger, published)
-    )
+    pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, published)
 
     async def reserve(up_to: int) -> None:
-        failure = await asyncio.to_thread(ledger.reserve, up_to)
+        failure = await asyncio.to_thread(host.ledger.reserve, up_to)
         if failure:
             raise OSError(failure)
 
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.results_ttl_s))
     dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish)
     catalogs = {name: dataset.catalog for name, dataset in datasets.items()}
-    service = Service(catalogs, datasets, jobs, dispatcher, pool, ledger, config.max_queued)
+    service = Service(catalogs, datasets, jobs, dispatcher, pool, host, config.max_queued)
     app[SERVICE] = service
-    watcher = asyncio.create_task(watch_workers(service))
-    expiry = asyncio.create_task(expire_results(service))
+    duties = [
+        asyncio.create_task(duty)
+        for duty in (supervise(service, config.workers), expire_results(service), record_issued(service))
+    ]
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)
     yield
     service.draining = True
     log.info("draining %d jobs", len(jobs.running))
     await jobs.drained()
-    dispatcher.close()
-    if dispatcher.batches_lost:
-        await asyncio.to_thread(pool.terminate)  # close() would wait forever for a task a dead worker took
+    service.dispatcher.close()
+    if service.dispatcher.batches_lost:
+        await asyncio.to_thread(service.pool.terminate)  # close() would wait forever for a task a dead worker took
     else:
-        pool.close()
-    await asyncio.to_thread(pool.join)
-    watcher.cancel()
-    expiry.cancel()
-    await asyncio.to_thread(ledger.close, jobs.next_id)
-    log.info("stopped cleanly; next job id %d", jobs.next_id)
+        service.pool.close()
+    await asyncio.to_thread(service.pool.join)
+    for duty in duties:
+        duty.cancel()
+    try:
+        failure = await asyncio.to_thread(host.ledger.close, jobs.next_id)
+    except Exception as error:
+        failure = f"the job ledger is unreachable: {error}"
+    if failure:
+        log.error("could not journal the clean stop (the next start will skip ahead): %s", failure)
+    log.info("stopped; next job id %d", jobs.next_id)
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[log_calls, json_errors(config)], client_max_size=config.max_body)
+    app = web.Application(middlewares=[log_calls(config), json_errors(config)], client_max_size=config.max_body)
     app[CONFIG] = config
     if config.admin_token:
         app[ADMIN_TOKEN] = config.admin_token

@@ -2,7 +2,8 @@
 
 A finished reply never changes, so the server keeps it here and answers get_results without any
 round trip. Ids are reserved in the ledger a block ahead of use, so that after a crash the next run
-starts beyond every id that may have been handed out and never issues one twice.
+starts beyond every id that may have been handed out and never issues one twice; the ledger also
+hears every few tens of ms how far ids were actually issued (`issued_up_to`).
 
 Retention keeps the newest `keep` jobs by id (and, with a time to live, only those finished within
 it). Expiry moves a watermark up through the ids, so "expired" (below the watermark) is told apart
@@ -22,7 +23,6 @@ from compute.worker import Reply
 from store.ledger import Recovered
 
 RUNNING_REPLY = orjson.dumps({"status": "running"})
-INTERRUPTED_REPLY = orjson.dumps({"status": "error", "reason": "interrupted by a restart"})
 EXPIRED_REPLY = orjson.dumps({"status": "error", "reason": "expired"})
 INVALID_REPLY = orjson.dumps({"status": "error", "reason": "Invalid job_id"})
 
@@ -62,6 +62,10 @@ class JobTable:
     @property
     def next_id(self) -> int:
         return self._next_id
+
+    @property
+    def issued_up_to(self) -> int:
+        return self._next_id - 1
 
     async def open(self) -> int:
         """A new job id, running; waits only when the reserved block is used up."""
@@ -108,7 +112,7 @@ class JobTable:
             job_id = self.expired_below
             finished_at = self._finished_at.get(job_id)
             too_many = len(self.replies) > keep
-            if finished_at is None:  # an id lost to a crash: it stays "interrupted" unless space is short
+            if finished_at is None:  # an id skipped after a crash: never issued
                 if not too_many:
                     break
             elif not (too_many or (oldest_kept is not None and finished_at < oldest_kept)):
@@ -128,8 +132,6 @@ class JobTable:
             return 200, RUNNING_REPLY
         if 0 < job_id < self.expired_below:
             return 404, EXPIRED_REPLY
-        if 0 < job_id < self.first_id:
-            return 200, INTERRUPTED_REPLY
         return 404, INVALID_REPLY
 
     async def drained(self) -> None:

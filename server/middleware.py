@@ -51,16 +51,20 @@ def json_errors(config: Config) -> web.middleware:
     return middleware
 
 
-@web.middleware
-async def log_calls(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Entry with the parameters (the body of a POST), exit with the status."""
-    params: bytes | str = request.query_string
-    if request.method == "POST" and (request.content_length or 0) <= 4096:
-        try:
-            params = (await request.read())[:512]
-        except web.HTTPException:
-            params = "(body over the size limit)"
-    log.info("enter %s %s %s", request.method, request.path, params)
-    response = await handler(request)
-    log.info("exit %s %s %d", request.method, request.path, response.status)
-    return response
+def log_calls(config: Config) -> web.middleware:
+    """Entry with the parameters (a POST's body, when small and within the limit), exit with the
+    status. A body the handler must refuse (over the limit, or sent chunked) is left to it."""
+    readable = min(4096, config.max_body)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        params: bytes | str = request.query_string
+        if request.method == "POST":
+            length = request.content_length
+            params = (await request.read())[:512] if length is not None and length <= readable else f"(body of {length} bytes)"
+        log.info("enter %s %s %s", request.method, request.path, params)
+        response = await handler(request)
+        log.info("exit %s %s %d", request.method, request.path, response.status)
+        return response
+
+    return middleware

@@ -8,10 +8,12 @@ from aiohttp import web
 from compute.queries import KERNELS
 from server.admin import admin_only
 from server.middleware import error_response
+from server.openapi import openapi_document
 from server.service import SERVICE
 from server.validation import BadRequest, parse_query
 
 JSON = "application/json"
+OPENAPI = orjson.dumps(openapi_document())
 
 
 def json_bytes(body: bytes, status: int = 200) -> web.Response:
@@ -23,6 +25,8 @@ async def submit_query(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     if service.draining:
         return error_response(503, "shutting down")
+    if service.unavailable:
+        return error_response(503, service.unavailable, {"Retry-After": "1"})
     if len(service.jobs.running) >= service.max_queued:
         return error_response(
             503, f"too many jobs queued ({service.max_queued}); try again shortly", {"Retry-After": "1"}
@@ -32,7 +36,10 @@ async def submit_query(request: web.Request) -> web.Response:
         query = parse_query(kind, await request.read(), service.catalogs)
     except BadRequest as error:
         return error_response(400, str(error))
-    job_id = await service.jobs.open()
+    try:
+        job_id = await service.jobs.open()
+    except Exception as error:
+        return error_response(503, f"cannot reserve a job id in the ledger: {error}", {"Retry-After": "1"})
     service.dispatcher.submit(job_id, query)
     return json_bytes(b'{"job_id":"job_id_%d"}' % job_id)
 
@@ -80,6 +87,10 @@ async def index(request: web.Request) -> web.Response:
     return json_bytes(orjson.dumps({"service": "Le Stats Sportif", "routes": routes}))
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return json_bytes(OPENAPI)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit_query)
     app.router.add_get("/api/get_results/{job_id}", get_results)
@@ -87,4 +98,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/num_jobs", num_jobs)
     app.router.add_get("/api/graceful_shutdown", graceful_shutdown)
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/", index)

@@ -13,6 +13,8 @@ from compute.dispatch import Dispatcher
 from server.jobs import JobTable
 from store.cells import Catalog
 from store.dataset import Dataset
+from store.manager import LedgerHost
+from store.shm import Layout
 
 
 @dataclass
@@ -22,10 +24,20 @@ class Service:
     jobs: JobTable
     dispatcher: Dispatcher
     pool: Pool
-    ledger: Any
+    ledger_host: LedgerHost
     max_queued: int
     draining: bool = False
+    unavailable: str | None = None
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    @property
+    def ledger(self) -> Any:
+        return self.ledger_host.ledger
+
+    @property
+    def published(self) -> dict[str, tuple[Catalog, Layout]]:
+        """What a new worker needs to attach to every data set."""
+        return {name: (dataset.catalog, dataset.layout) for name, dataset in self.datasets.items()}  # type: ignore[misc]
 
     def worker_pids(self) -> list[int]:
         """The pool's processes. Pool keeps them in `_pool` (no public accessor) and its own
@@ -33,8 +45,13 @@ class Service:
         return sorted(process.pid for process in list(self.pool._pool))  # type: ignore[attr-defined]
 
     async def health(self) -> dict[str, Any]:
-        ledger = await asyncio.to_thread(self.ledger.health)
-        problems = [ledger["write_error"]] if ledger["write_error"] else []
+        try:
+            ledger = await asyncio.to_thread(self.ledger.health)
+        except Exception as error:  # the manager is down: say so, do not fail the health check
+            ledger = {"write_error": f"the job ledger is unreachable: {type(error).__name__}: {error}"}
+        ledger["pid"] = self.ledger_host.pid
+        ledger["restarts"] = self.ledger_host.restarts
+        problems = [reason for reason in (self.unavailable, ledger["write_error"]) if reason]
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
@@ -44,6 +61,7 @@ class Service:
                 "running": len(self.jobs.running),
                 "queued_for_pool": self.dispatcher.queued,
                 "batches_in_flight": self.dispatcher.in_flight,
+                "parked_until_ledger_returns": self.dispatcher.parked,
                 "batches_lost_to_dead_workers": self.dispatcher.batches_lost,
                 "next_id": self.jobs.next_id,
                 "kept_results": len(self.jobs.replies),

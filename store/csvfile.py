@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable
@@ -27,6 +28,9 @@ YEAR_END = "YearEnd"
 REQUIRED = (STATE, QUESTION, VALUE, CATEGORY, SEGMENT)
 
 NO_YEAR = -1
+# A CSV number: ASCII digits, an optional sign, point and exponent. float() alone would also take
+# "1_000", "nan", "inf" and non-ASCII digits.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class DataFileError(ValueError):
@@ -60,8 +64,14 @@ class Columns:
 
 def read_columns(path: str | Path, label: str | None = None) -> Columns:
     """Load the CSV at `path`; `label` is the name used in error messages (an upload's file name)."""
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        return parse_columns(stream, label or str(path))
+    label = label or str(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            return parse_columns(stream, label)
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{label}: not UTF-8 text (byte {error.start} of a read block)") from None
+    except OSError as error:
+        raise DataFileError(f"{label}: cannot read the file: {error.strerror or error}") from None
 
 
 def parse_bytes(content: bytes, label: str) -> Columns:
@@ -137,19 +147,18 @@ def encode(texts: list[str]) -> Coded:
 def parse_values(texts: list[str], lines: list[int], label: str) -> np.ndarray:
     """Data_Value as float64; empty is NaN (missing); anything else must be a finite number."""
     values = np.empty(len(texts), dtype=np.float64)
+    is_number = _NUMBER.fullmatch
     for index, text in enumerate(texts):
-        if not text.strip():
+        text = text.strip()
+        if not text:
             values[index] = math.nan
-            continue
-        try:
-            number = float(text)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise DataFileError(
-                f"{label}: line {lines[index]}, column {VALUE}: {text!r} is not a number"
-            )
-        values[index] = number
+        elif is_number(text):
+            values[index] = float(text)
+        else:
+            raise DataFileError(f"{label}: line {lines[index]}, column {VALUE}: {text!r} is not a number")
+    if not np.isfinite(values[~np.isnan(values)]).all():
+        index = int(np.flatnonzero(np.isinf(values))[0])
+        raise DataFileError(f"{label}: line {lines[index]}, column {VALUE}: {texts[index]!r} is too large")
     return values
 
 

@@ -7,10 +7,13 @@ old jobs have expired, and reads everything back once at start.
 
 Journal lines (one orjson object per line, each written with a single `write`):
   {"job": n, "reply": {...}}   a finished job's whole get_results reply (done or error)
-  {"reserved": n}              ids up to n may have been handed out
+  {"reserved": n}              ids up to n may be handed out (so a restart after a crash starts above)
+  {"issued": n}                ids up to n have been handed out (written every few tens of ms)
   {"expired_below": n}         jobs below n have expired
   {"next": n}                  a clean stop: the next id to hand out is n
-A torn last line (a crash mid-write) fails to parse and is cut off at the next start. When expired
+A torn last line (a crash mid-write) fails to parse and is cut off at the next start. A job that
+was issued but has no reply at a start was cut short by a crash: the ledger journals it then as
+an error, "interrupted by a restart", so it is a finished job like any other from then on. When expired
 jobs make up most of the file, it is rewritten (to a temporary file, then renamed over it).
 """
 
@@ -19,12 +22,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from multiprocessing.managers import BaseManager
 from pathlib import Path
 
 import orjson
 
 JOURNAL = "journal.jsonl"
+INTERRUPTED = orjson.dumps({"status": "error", "reason": "interrupted by a restart"})
 COMPACT_AT_BYTES = 64 * 2**20
 
 
@@ -35,6 +38,7 @@ class Recovered:
     replies: dict[int, tuple[str, bytes]] = field(default_factory=dict)
     next_id: int = 1
     expired_below: int = 1
+    issued: int = 0
     clean: bool = True
     torn_bytes: int = 0
 
@@ -62,6 +66,8 @@ def replay(path: Path) -> Recovered:
             elif "reserved" in entry:
                 reserved = max(reserved, entry["reserved"])
                 recovered.clean = False
+            elif "issued" in entry:
+                recovered.issued = max(recovered.issued, entry["issued"])
             elif "expired_below" in entry:
                 recovered.expired_below = max(recovered.expired_below, entry["expired_below"])
             elif "next" in entry:
@@ -81,7 +87,9 @@ def replay(path: Path) -> Recovered:
 class Ledger:
     """Finished jobs' states by id (done or error) and the journal they are written to."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, end_interrupted: bool = True) -> None:
+        """`end_interrupted`: end issued jobs that have no reply (a server start, not a restart of
+        the manager under a running server, whose unfinished jobs are still being worked on)."""
         self._path = Path(state_dir) / JOURNAL
         self._lock = threading.Lock()
         self._states: dict[int, str] = {}
@@ -97,7 +105,21 @@ class Ledger:
             self._recovered = Recovered()
         self._expired_below = self._recovered.expired_below
         self._reserved = self._recovered.next_id - 1
+        self._issued = self._recovered.issued
         self._open()
+        if end_interrupted:
+            self._fail_interrupted()
+
+    def _fail_interrupted(self) -> None:
+        """Issued jobs with no reply were cut short by a crash: they end now, as errors."""
+        recovered = self._recovered
+        cut_short = [
+            (job_id, "error", INTERRUPTED)
+            for job_id in range(recovered.expired_below, recovered.issued + 1)
+            if job_id not in recovered.replies
+        ]
+        if cut_short and self.finish(cut_short) is None:
+            recovered.replies.update((job_id, (status, reply)) for job_id, status, reply in cut_short)
 
     def recovered(self) -> Recovered:
         return self._recovered
@@ -121,6 +143,14 @@ class Ledger:
             if error is None:
                 self._reserved = max(self._reserved, up_to)
             return error
+
+    def issued(self, up_to: int) -> str | None:
+        """Ids up to `up_to` have been handed out (so a crash can tell them from unused ones)."""
+        with self._lock:
+            if up_to <= self._issued:
+                return None
+            self._issued = up_to
+            return self._append(orjson.dumps({"issued": up_to}) + b"\n")
 
     def expire_below(self, watermark: int) -> str | None:
         """Forget jobs below `watermark`; rewrite the journal once they fill most of it."""
@@ -189,8 +219,10 @@ class Ledger:
     def _compact(self) -> str | None:
         """Rewrite the journal with only the jobs at or above the watermark."""
         temporary = self._path.with_suffix(".compacting")
-        header = orjson.dumps({"reserved": self._reserved}) + b"\n"
-        header += orjson.dumps({"expired_below": self._expired_below}) + b"\n"
+        header = b"".join(
+            orjson.dumps({key: value}) + b"\n"
+            for key, value in (("reserved", self._reserved), ("issued", self._issued), ("expired_below", self._expired_below))
+        )
         try:
             with open(self._path, "rb") as source, open(temporary, "wb") as target:
                 target.write(header)
@@ -211,9 +243,3 @@ class Ledger:
         self._open()
         return None
 
-
-class LedgerManager(BaseManager):
-    """The manager process that owns the ledger."""
-
-
-LedgerManager.register("Ledger", Ledger)

@@ -5,10 +5,15 @@ unlink a segment when any attaching process exits (and warn about "leaks" it doe
 take segments out of its hands and own their whole life ourselves. Segment names carry the owner's
 pid (`lestats_<pid>_<tag>`), so a start can tell segments left by a dead run (reclaim them) from a
 live server's (leave them) and from other programs' (never touched).
+
+The pool's queues use named POSIX semaphores, also files in /dev/shm (`sem.<name>`). Their names
+are random (`mp-xxxxxxxx`), so after a crash nobody could tell ours from another program's; the
+server gives them its own prefix (`sem.lestats_<pid>_sem-…`) so the same reclaiming covers them.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from contextlib import contextmanager
@@ -21,7 +26,7 @@ import numpy as np
 
 PREFIX = "lestats_"
 SHM_DIR = Path("/dev/shm")
-_NAME = re.compile(rf"^{PREFIX}(\d+)_[A-Za-z0-9_-]+$")
+_NAME = re.compile(rf"^(?:sem\.)?{PREFIX}(\d+)_[A-Za-z0-9_-]+$")
 _ALIGN = 64
 
 
@@ -104,6 +109,12 @@ class SharedArrays:
                 pass
 
 
+def name_semaphores_after_this_process() -> None:
+    """Prefix the semaphores multiprocessing creates from now on in this process with our owner tag
+    (multiprocessing reads the prefix from the process's `_config`; there is no public setting)."""
+    multiprocessing.current_process()._config["semprefix"] = f"/{PREFIX}{os.getpid()}_sem"  # type: ignore[attr-defined]
+
+
 def owner_pid(segment: str) -> int | None:
     match = _NAME.match(segment)
     return int(match.group(1)) if match else None
@@ -122,7 +133,7 @@ def _alive(pid: int) -> bool:
 def reclaim_stale(directory: Path = SHM_DIR) -> list[str]:
     """Unlink our segments whose owner process is gone; returns their names."""
     reclaimed = []
-    for path in directory.glob(f"{PREFIX}*"):
+    for path in [*directory.glob(f"{PREFIX}*"), *directory.glob(f"sem.{PREFIX}*")]:
         pid = owner_pid(path.name)
         if pid is None or pid == os.getpid() or _alive(pid):
             continue
@@ -137,4 +148,4 @@ def reclaim_stale(directory: Path = SHM_DIR) -> list[str]:
 def live_segments(directory: Path = SHM_DIR) -> list[str]:
     """Our segments owned by this process (for health and tests)."""
     mine = f"{PREFIX}{os.getpid()}_"
-    return sorted(path.name for path in directory.glob(f"{mine}*"))
+    return sorted(path.name for pattern in (f"{mine}*", f"sem.{mine}*") for path in directory.glob(pattern))

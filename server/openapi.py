@@ -1,0 +1,167 @@
+"""The OpenAPI 3 document of the whole API, served at GET /api/openapi.json.
+
+Built from the same tables the routes use (the query kinds, which ones need a state), so the
+document cannot list a query the server lacks or miss one it has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compute.queries import KERNELS, NEEDS_STATE
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = {
+    "type": "object",
+    "required": ["status", "reason"],
+    "properties": {"status": {"enum": ["error"]}, "reason": {"type": "string"}},
+}
+MEANS = {"type": "object", "additionalProperties": {"type": "number"}}
+BY_CATEGORY = {"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, MEANS]}}
+JOB_REPLY = {
+    "oneOf": [
+        {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["running"]}}},
+        {
+            "type": "object",
+            "required": ["status", "data"],
+            "properties": {"status": {"enum": ["done"]}, "data": BY_CATEGORY},
+        },
+        ERROR,
+    ]
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description)
+
+
+def _query_body(kind: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "question": {"type": "string", "description": "a Question string of the data set, exactly"},
+        "years": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "extension: [from, to], keep rows with YearStart >= from and YearEnd <= to",
+        },
+        "dataset": {"type": "string", "description": "extension: a data set id; default the start-up one"},
+    }
+    required = ["question"]
+    if kind in NEEDS_STATE:
+        properties["state"] = {"type": "string", "description": "a LocationDesc of the data set"}
+        required.append("state")
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "required": required, "properties": properties}}},
+    }
+
+
+def _query_path(kind: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": kind,
+            "summary": f"Start a {kind} job",
+            "requestBody": _query_body(kind),
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["job_id"],
+                        "properties": {"job_id": {"type": "string", "pattern": "^job_id_[0-9]+$"}},
+                    },
+                    "the job was accepted",
+                ),
+                "400": _error("the body, question, state or filter is not valid for the data set"),
+                "413": _error("the body is over the size limit"),
+                "503": _error("shutting down, too many jobs queued, or the ledger is restarting"),
+            },
+        }
+    }
+
+
+def _get(operation: str, summary: str, responses: dict[str, Any], parameters: list | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"operationId": operation, "summary": summary, "responses": responses}
+    if parameters:
+        spec["parameters"] = parameters
+    return {"get": spec}
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {f"/api/{kind}": _query_path(kind) for kind in KERNELS}
+    paths["/api/get_results/{job_id}"] = _get(
+        "get_results",
+        "A job's state, and its data once done",
+        {"200": _json(JOB_REPLY, "running, done or error"), "404": _error("never issued, or expired")},
+        [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "job_id_<n> or <n>"}],
+    )
+    paths["/api/jobs"] = _get(
+        "jobs",
+        "Every kept job and its state, in id order",
+        {
+            "200": _json(
+                {
+                    "type": "object",
+                    "required": ["status", "data"],
+                    "properties": {
+                        "status": {"enum": ["done"]},
+                        "data": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
+                    },
+                },
+                "the jobs",
+            )
+        },
+    )
+    paths["/api/num_jobs"] = _get(
+        "num_jobs",
+        "How many jobs are queued or running",
+        {
+            "200": _json(
+                {"type": "object", "required": ["num_jobs"], "properties": {"num_jobs": {"type": "integer", "minimum": 0}}},
+                "the count",
+            )
+        },
+    )
+    paths["/api/graceful_shutdown"] = _get(
+        "graceful_shutdown",
+        "Admin: stop accepting queries and let accepted jobs finish",
+        {
+            "200": _json(
+                {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["running", "done"]}}},
+                "running while jobs remain, done once none do",
+            ),
+            "403": _error("not a loopback client, or the admin token is missing or wrong"),
+        },
+    )
+    paths["/api/health"] = _get(
+        "health",
+        "Workers, jobs, ledger and data sets, for operators",
+        {
+            "200": _json(
+                {
+                    "type": "object",
+                    "required": ["status", "workers"],
+                    "properties": {
+                        "status": {"enum": ["ok", "degraded"]},
+                        "workers": {"type": "array", "items": {"type": "integer"}},
+                    },
+                },
+                "the state of the service",
+            )
+        },
+    )
+    paths["/api/openapi.json"] = _get("openapi", "This document", {"200": _json({"type": "object"}, "OpenAPI 3")})
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Le Stats Sportif",
+            "version": "1.0",
+            "description": "Statistics over the CDC survey Nutrition, Physical Activity, and Obesity (BRFSS).",
+        },
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR}},
+    }

@@ -1,0 +1,456 @@
+"""End to end: `python -m server` as a real process, real signals, real restarts (API.md, "Jobs",
+"Command line" and the SIGTERM/SIGINT paragraph).
+
+Every server is started in its own session (so its whole process tree is one process group) on a
+free port of 127.0.0.1 and a state dir under tmp_path; the `servers` fixture kills whatever is left
+of it when the test ends, passed or failed.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import PROJECT_ROOT
+
+SHM = Path("/dev/shm")
+READY_TIMEOUT_S = 30
+EXIT_TIMEOUT_S = 30
+RESULT_TIMEOUT_S = 20
+
+OBESITY = "Percent of adults aged 18 years and older who have obesity"
+MUSCLE = "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week"
+QUERIES = (
+    "states_mean",
+    "state_mean",
+    "best5",
+    "worst5",
+    "global_mean",
+    "diff_from_mean",
+    "state_diff_from_mean",
+    "mean_by_category",
+    "state_mean_by_category",
+)
+SHUTTING_DOWN = {"status": "error", "reason": "shutting down"}
+
+
+def mixed_queries(count):
+    """`count` valid (query, body) pairs cycling through the nine queries and two questions."""
+    pairs = []
+    for n in range(count):
+        query = QUERIES[n % len(QUERIES)]
+        body = {"question": (OBESITY, MUSCLE)[n // len(QUERIES) % 2]}
+        if query.startswith("state_"):
+            body["state"] = ("Ohio", "Utah", "Guam", "National")[n % 4]
+        pairs.append((query, body))
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes, /dev/shm and /proc
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def group_members(pgid):
+    """Pids of live (non-zombie) processes in process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def mapped_shm_files(pids=None):
+    """Names of /dev/shm files mapped by `pids` (default: every process we can read)."""
+    names = set()
+    maps = [Path(f"/proc/{pid}/maps") for pid in pids] if pids is not None else Path("/proc").glob("[0-9]*/maps")
+    for path in maps:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            where = line.find("/dev/shm/")
+            if where >= 0 and not line.endswith("(deleted)"):
+                names.add(line[where + len("/dev/shm/") :])
+    return names
+
+
+def semaphores():
+    """Named POSIX semaphores (multiprocessing's `sem.mp-*`, or whatever prefix the server gives them)."""
+    return {path.name for path in SHM.glob("sem.*")}
+
+
+def segments_of(pid):
+    """/dev/shm entries named for process `pid`: its data segments `lestats_<pid>_*`, and its
+    semaphores if it names them after itself (`sem.lestats_<pid>_*`)."""
+    return sorted(path.name for path in SHM.iterdir() if path.name.removeprefix("sem.").startswith(f"lestats_{pid}_"))
+
+
+class Server:
+    """One `python -m server` process and what is needed to talk to it."""
+
+    def __init__(self, state_dir, data=None, workers=2):
+        self.port = free_port()
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.semaphores_before = semaphores()
+        self.stdout = open(self.state_dir.parent / f"server-{self.port}.out", "w+")
+        self.stderr = open(self.state_dir.parent / f"server-{self.port}.err", "w+")
+        command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--state-dir", str(self.state_dir), "--workers", str(workers)]
+        if data is not None:
+            command += ["--data", str(data)]
+        env = {name: value for name, value in os.environ.items() if name not in ("LESTATS_ADMIN_TOKEN", "TP_NUM_OF_THREADS")}
+        self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=self.stdout, stderr=self.stderr,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        self.pid = self.proc.pid
+        self.crash_semaphores = set()  # semaphores a SIGKILL may leave behind, removed at teardown
+
+    def output(self):
+        texts = []
+        for stream in (self.stdout, self.stderr):
+            stream.flush()
+            stream.seek(0)
+            texts.append(stream.read())
+        return "\n".join(texts)
+
+    def wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the server exited with {self.proc.returncode} before it was ready:\n{self.output()}")
+            try:
+                status, _ = self.call("GET", "/api/num_jobs", timeout=1)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"the server was not ready within {READY_TIMEOUT_S} s:\n{self.output()}")
+
+    def call(self, method, path, body=None, timeout=10):
+        """(status, body bytes); `body` is JSON-encoded unless it is bytes."""
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def get_json(self, path):
+        status, body = self.call("GET", path)
+        assert status == 200, f"GET {path}: {status} {body!r}"
+        return json.loads(body)
+
+    def submit(self, query, body):
+        status, reply = self.call("POST", f"/api/{query}", body)
+        assert status == 200, f"POST /api/{query} {body}: {status} {reply!r}"
+        return json.loads(reply)["job_id"]
+
+    def result(self, job_id, timeout=RESULT_TIMEOUT_S):
+        """The raw get_results body once the job is no longer running."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.call("GET", f"/api/get_results/{job_id}")
+            assert status == 200, f"get_results/{job_id}: {status} {body!r}"
+            if json.loads(body) != {"status": "running"}:
+                return body
+            assert time.monotonic() < deadline, f"{job_id} still running after {timeout} s"
+            time.sleep(0.01)
+
+    def submit_all(self, pairs):
+        """Submit every (query, body) at once over concurrent connections; job ids in order."""
+
+        async def post_all():
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{self.port}") as session:
+
+                async def post(query, body):
+                    async with session.post(f"/api/{query}", json=body) as response:
+                        text = await response.text()
+                        assert response.status == 200, f"POST /api/{query}: {response.status} {text}"
+                        return json.loads(text)["job_id"]
+
+                return await asyncio.gather(*(post(query, body) for query, body in pairs))
+
+        return asyncio.run(post_all())
+
+    def stop(self, signum=signal.SIGTERM):
+        """Send `signum` to the server process only; its exit status."""
+        os.kill(self.pid, signum)
+        try:
+            return self.proc.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the server did not exit within {EXIT_TIMEOUT_S} s of signal {signum}:\n{self.output()}")
+
+    def assert_released(self):
+        """After a clean exit: no process of its group, no segment of its pid, no new semaphore."""
+        deadline = time.monotonic() + 10
+        while (left := group_members(self.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"processes of the server's group still alive after it exited: {left}"
+        assert segments_of(self.pid) == [], f"shared memory left in /dev/shm: {segments_of(self.pid)}"
+        # Semaphores that appeared since the server started and that no live process maps (another
+        # program's are mapped by it) were the server's and are leaked.
+        leaked = (semaphores() - self.semaphores_before) - mapped_shm_files()
+        assert not leaked, f"semaphores left in /dev/shm: {sorted(leaked)}"
+
+    def kill_group(self):
+        """SIGKILL the whole process tree; remember the semaphores it mapped (they leak)."""
+        members = group_members(self.pid)
+        self.crash_semaphores = {name for name in mapped_shm_files(members) if name.startswith("sem.")}
+        os.killpg(self.pid, signal.SIGKILL)
+        self.proc.wait(timeout=EXIT_TIMEOUT_S)
+        deadline = time.monotonic() + 10
+        while group_members(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def cleanup(self):
+        """Teardown: stop it if it still runs, kill what is left of its group, close its output."""
+        try:
+            if self.proc.poll() is None:
+                os.kill(self.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            if group_members(self.pid):
+                os.killpg(self.pid, signal.SIGKILL)
+            if self.proc.poll() is None:
+                self.proc.wait(timeout=10)
+        finally:
+            self.stdout.close()
+            self.stderr.close()
+
+
+@pytest.fixture
+def servers():
+    """start(state_dir, wait=True, **options) -> a Server (ready unless wait=False); every one is
+    stopped at teardown, and what a killed one left in /dev/shm is removed."""
+    started = []
+
+    def start(state_dir, wait=True, **options):
+        server = Server(state_dir, **options)
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.cleanup()
+    still_mapped = mapped_shm_files()
+    for server in started:
+        for name in (*server.crash_semaphores, *segments_of(server.pid)):
+            if name not in still_mapped:
+                (SHM / name).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+
+
+def test_sigterm_after_50_jobs_exits_0_and_releases_everything(servers, tmp_path):
+    server = servers(tmp_path / "state")
+    ids = [server.submit(query, body) for query, body in mixed_queries(50)]
+    for job_id in ids:
+        assert json.loads(server.result(job_id))["status"] == "done", job_id
+    assert server.get_json("/api/num_jobs") == {"num_jobs": 0}
+    assert f"lestats_{server.pid}_default" in segments_of(server.pid), "while it runs, its data is in a segment named for its pid"
+
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    server.assert_released()
+
+
+def test_sigint_exits_0_and_releases_everything(servers, tmp_path):
+    server = servers(tmp_path / "state")
+    ids = server.submit_all(mixed_queries(50))
+
+    assert server.stop(signal.SIGINT) == 0, server.output()
+    server.assert_released()
+    # The signal drained the accepted jobs: every one is journalled as done.
+    again = servers(tmp_path / "state")
+    for job_id in ids:
+        assert json.loads(again.result(job_id, timeout=0))["status"] == "done", job_id
+
+
+def test_300_jobs_in_flight_finish_through_graceful_shutdown(servers, tmp_path):
+    server = servers(tmp_path / "state")
+    ids = server.submit_all(mixed_queries(300))
+    assert sorted(ids, key=lambda job_id: int(job_id.removeprefix("job_id_"))) == [f"job_id_{n}" for n in range(1, 301)]
+
+    assert server.get_json("/api/graceful_shutdown") in ({"status": "running"}, {"status": "done"})
+    status, body = server.call("POST", "/api/states_mean", {"question": OBESITY})
+    assert (status, json.loads(body)) == (503, SHUTTING_DOWN)
+
+    for job_id in ids:
+        assert json.loads(server.result(job_id))["status"] == "done", job_id
+    assert server.get_json("/api/graceful_shutdown") == {"status": "done"}
+    assert server.get_json("/api/num_jobs") == {"num_jobs": 0}
+    jobs = server.get_json("/api/jobs")["data"]
+    assert jobs == [{f"job_id_{n}": "done"} for n in range(1, 301)]
+    status, body = server.call("POST", "/api/global_mean", {"question": MUSCLE})
+    assert (status, json.loads(body)) == (503, SHUTTING_DOWN)
+
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    server.assert_released()
+
+
+# ---------------------------------------------------------------------------------------------
+# Restarts
+
+
+def test_a_restart_after_a_clean_stop_serves_the_same_results_and_continues_ids(servers, tmp_path):
+    first = servers(tmp_path / "state")
+    ids = [first.submit(query, body) for query, body in mixed_queries(30)]
+    results = {job_id: first.result(job_id) for job_id in ids}
+    assert ids == [f"job_id_{n}" for n in range(1, 31)]
+    assert first.stop() == 0, first.output()
+    first.assert_released()
+
+    second = servers(tmp_path / "state")
+    for job_id, body in results.items():
+        assert second.result(job_id, timeout=0) == body, job_id
+    assert second.get_json("/api/jobs")["data"] == [{job_id: "done"} for job_id in ids]
+    assert second.submit("global_mean", {"question": OBESITY}) == "job_id_31"
+    assert second.stop() == 0, second.output()
+    second.assert_released()
+
+
+def test_a_restart_after_sigkill_keeps_every_done_result_and_never_reuses_an_id(servers, tmp_path):
+    crashed = servers(tmp_path / "state")
+    done_ids = [crashed.submit(query, body) for query, body in mixed_queries(40)]
+    reported = {job_id: crashed.result(job_id) for job_id in done_ids}
+    assert all(json.loads(body)["status"] == "done" for body in reported.values())
+    in_flight = crashed.submit_all(mixed_queries(200))  # some may still be running at the kill
+    issued = done_ids + in_flight
+    highest = max(int(job_id.removeprefix("job_id_")) for job_id in issued)
+    for job_id in in_flight[:5]:  # wait for a few more, to also have done results from the last batch
+        reported[job_id] = crashed.result(job_id)
+
+    crashed.kill_group()
+    assert f"lestats_{crashed.pid}_default" in segments_of(crashed.pid), "a killed run leaves its segment behind"
+
+    restarted = servers(tmp_path / "state")
+    assert segments_of(crashed.pid) == [], "the restart reclaims what the dead run left in /dev/shm"
+    for job_id, body in reported.items():
+        assert restarted.result(job_id, timeout=0) == body, job_id
+    for job_id in issued:  # an issued id is never unknown; a job the crash cut short is not running
+        reply = json.loads(restarted.result(job_id, timeout=0))
+        assert reply["status"] in ("done", "error"), (job_id, reply)
+    known = {next(iter(entry)) for entry in restarted.get_json("/api/jobs")["data"]}
+    assert set(issued) <= known
+
+    new_id = restarted.submit("global_mean", {"question": OBESITY})
+    assert int(new_id.removeprefix("job_id_")) > highest, f"{new_id} after ids up to {highest} were handed out"
+    assert new_id not in known
+    assert json.loads(restarted.result(new_id))["status"] == "done"
+
+    assert restarted.stop() == 0, restarted.output()
+    restarted.assert_released()
+    assert segments_of(crashed.pid) == []
+
+
+def crash_with_jobs_cut_short(servers, state_dir):
+    """Run 3 jobs to done, then stop the workers (SIGSTOP, not kill) so that the next 5 jobs are
+    accepted but never finish, SIGKILL the whole server and restart it on the same state dir.
+    Returns (the restarted server, the done ids, the cut-short ids)."""
+    crashed = servers(state_dir)
+    finished = [crashed.submit("global_mean", {"question": OBESITY}) for _ in range(3)]
+    for job_id in finished:
+        crashed.result(job_id)
+    for pid in crashed.get_json("/api/health")["workers"]:
+        os.kill(pid, signal.SIGSTOP)
+    cut_short = [crashed.submit("states_mean", {"question": OBESITY}) for _ in range(5)]
+    assert crashed.get_json("/api/num_jobs") == {"num_jobs": 5}
+    crashed.kill_group()
+    return servers(state_dir), finished, cut_short
+
+
+def test_jobs_cut_short_by_a_crash_are_failed_jobs_in_get_results_and_in_jobs(servers, tmp_path):
+    restarted, finished, cut_short = crash_with_jobs_cut_short(servers, tmp_path / "state")
+
+    assert restarted.get_json("/api/num_jobs") == {"num_jobs": 0}
+    for job_id in cut_short:
+        reply = json.loads(restarted.result(job_id, timeout=0))
+        assert reply["status"] == "error" and reply["reason"], (job_id, reply)
+    listed = dict(item for entry in restarted.get_json("/api/jobs")["data"] for item in entry.items())
+    assert {job_id: listed.get(job_id) for job_id in finished + cut_short} == {
+        **{job_id: "done" for job_id in finished},
+        **{job_id: "error" for job_id in cut_short},
+    }, "/api/jobs should list every job get_results knows, with the same status"
+
+
+def test_an_id_never_handed_out_before_a_crash_is_still_invalid_after_it(servers, tmp_path):
+    restarted, finished, cut_short = crash_with_jobs_cut_short(servers, tmp_path / "state")
+
+    next_new = int(restarted.submit("global_mean", {"question": OBESITY}).removeprefix("job_id_"))
+    assert next_new > len(finished) + len(cut_short)
+    for n in (len(finished) + len(cut_short) + 1, next_new - 1):
+        status, body = restarted.call("GET", f"/api/get_results/job_id_{n}")
+        assert (status, json.loads(body)) == (404, {"status": "error", "reason": "Invalid job_id"}), (
+            f"job_id_{n} was never handed out (the crashed run issued ids 1-8, the restart {next_new} on)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# A data file the server refuses
+
+
+HEADER = "LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1\n"
+
+
+@pytest.mark.parametrize(
+    "name, content, also_named",
+    [
+        ("missing.csv", None, []),
+        ("a-directory", "directory", []),
+        ("latin-1.csv", (HEADER + f"Bogot\u00e1,{OBESITY},30.5,Total,Total\n").encode("latin-1"), []),
+        ("no-value-column.csv", "LocationDesc,Question,StratificationCategory1\nOhio,Q,Total\n", ["Data_Value", "line 1"]),
+        ("bad-value.csv", HEADER + f"Ohio,{OBESITY},30.5,Total,Total\nOhio,{OBESITY},abc,Total,Total\n", ["Data_Value", "line 3"]),
+    ],
+    ids=["missing-file", "directory", "not-utf8", "missing-column", "bad-value"],
+)
+def test_a_bad_data_file_stops_the_server_with_a_message_naming_it(servers, tmp_path, name, content, also_named):
+    data = tmp_path / name
+    if content == "directory":
+        data.mkdir()
+    elif isinstance(content, bytes):
+        data.write_bytes(content)
+    elif content is not None:
+        data.write_text(content)
+    server = servers(tmp_path / "state", data=data, wait=False)
+    try:
+        status = server.proc.wait(timeout=READY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`python -m server --data {data}` is still running:\n{server.output()}")
+
+    output = server.output()
+    assert status != 0, output
+    assert str(data) in output, output
+    for words in also_named:
+        assert words in output, output
+    assert segments_of(server.pid) == []
+    assert "Traceback" not in output, f"a person gets a one-line reason, not a crash dump:\n{output}"
