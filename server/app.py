@@ -78,7 +78,7 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.results_ttl_s))
     dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish)
     catalogs = {name: dataset.catalog for name, dataset in datasets.items()}
-    service = Service(catalogs, datasets, jobs, dispatcher, pool, host, config.max_queued)
+    service = Service(catalogs, datasets, jobs, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
     app[SERVICE] = service
     duties = [
         asyncio.create_task(duty)

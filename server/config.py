@@ -24,6 +24,7 @@ class Config:
     keep_results: int = 100_000
     results_ttl_s: float | None = None
     admin_token: str | None = None
+    poll_grace_ms: float = 10.0
 
     @property
     def log_path(self) -> Path:
@@ -63,7 +64,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--keep-results", type=positive_int, default=100_000, help="finished jobs kept, newest first (default 100000)")
     parser.add_argument("--results-ttl", type=float, default=None, metavar="SECONDS", help="also drop finished jobs older than this (default: keep)")
     parser.add_argument("--admin-token", default=os.environ.get("LESTATS_ADMIN_TOKEN") or None, help="require 'Authorization: Bearer TOKEN' on admin routes (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)")
+    parser.add_argument("--poll-grace-ms", type=float, default=10.0, help="get_results on a running job answers when it finishes, or after this many ms (default 10; 0 answers at once)")
     args = parser.parse_args(argv)
+    if not 0 <= args.poll_grace_ms <= 1000:
+        parser.error("--poll-grace-ms must be between 0 and 1000")
     if args.results_ttl is not None and args.results_ttl <= 0:
         parser.error("--results-ttl must be a positive number of seconds")
     try:
@@ -82,4 +86,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         keep_results=args.keep_results,
         results_ttl_s=args.results_ttl,
         admin_token=args.admin_token,
+        poll_grace_ms=args.poll_grace_ms,
     )

@@ -35,6 +35,11 @@ class Retention:
     ttl_s: float | None = None
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class JobTable:
     """Job ids, states and replies; all of it touched only from the event loop."""
 
@@ -55,6 +60,7 @@ class JobTable:
         self._reserved = recovered.next_id - 1
         self._reserving: asyncio.Task[None] | None = None
         self.running: set[int] = set()
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.expire()
@@ -98,6 +104,8 @@ class JobTable:
             self.statuses[job_id] = status
             self.replies[job_id] = reply
             self._finished_at[job_id] = now
+            for waiter in self._waiters.pop(job_id, ()):
+                _wake(waiter)
         if not self.running:
             self._idle.set()
         if len(self.replies) > self._retention.keep:
@@ -133,6 +141,22 @@ class JobTable:
         if 0 < job_id < self.expired_below:
             return 404, EXPIRED_REPLY
         return 404, INVALID_REPLY
+
+    async def wait(self, job_id: int, timeout_s: float) -> None:
+        """Return when the job has finished, or after `timeout_s`, whichever comes first."""
+        if job_id not in self.running:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiters = self._waiters.setdefault(job_id, [])
+        waiters.append(waiter)
+        timer = loop.call_later(timeout_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in waiters:
+                waiters.remove(waiter)
 
     async def drained(self) -> None:
         await self._idle.wait()

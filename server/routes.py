@@ -13,6 +13,7 @@ from server.service import SERVICE
 from server.validation import BadRequest, parse_query
 
 JSON = "application/json"
+MAX_WAIT_S = 30.0
 OPENAPI = orjson.dumps(openapi_document())
 
 
@@ -50,9 +51,33 @@ def parse_job_id(text: str) -> int | None:
     return int(digits) if digits.isdecimal() and digits.isascii() else None
 
 
+def parse_wait(request: web.Request, grace_s: float) -> float:
+    """Seconds get_results may wait for a running job: ?wait=<s> (at most MAX_WAIT_S), else the
+    server's short poll grace."""
+    text = request.query.get("wait")
+    if text is None:
+        return grace_s
+    try:
+        wait_s = float(text)
+    except ValueError:
+        raise BadRequest(f"'wait' must be a number of seconds, not {text!r}") from None
+    if not 0 <= wait_s <= MAX_WAIT_S:
+        raise BadRequest(f"'wait' must be between 0 and {MAX_WAIT_S:g} seconds")
+    return wait_s
+
+
 async def get_results(request: web.Request) -> web.Response:
-    job_id = parse_job_id(request.match_info["job_id"])
-    status, reply = request.app[SERVICE].jobs.lookup(job_id if job_id is not None else 0)
+    """A job's state. For a running job it answers as soon as the job finishes, or with
+    "running" once the wait is over: a poll loop costs the server one request, not dozens."""
+    service = request.app[SERVICE]
+    try:
+        wait_s = parse_wait(request, service.poll_grace_s)
+    except BadRequest as error:
+        return error_response(400, str(error))
+    job_id = parse_job_id(request.match_info["job_id"]) or 0
+    if wait_s:
+        await service.jobs.wait(job_id, wait_s)
+    status, reply = service.jobs.lookup(job_id)
     return json_bytes(reply, status)
 
 

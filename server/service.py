@@ -26,6 +26,7 @@ class Service:
     pool: Pool
     ledger_host: LedgerHost
     max_queued: int
+    poll_grace_s: float = 0.0
     draining: bool = False
     unavailable: str | None = None
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
