@@ -29,9 +29,10 @@ from multiprocessing.pool import Pool
 from typing import Callable
 
 from compute.queries import Query
-from compute.worker import UNSAVED, Batch, Reply, error_reply, run_batch
+from compute.worker import UNSAVED, Batch, DatasetSync, Reply, error_reply, run_batch
 
 Deliver = Callable[[list[Reply]], None]
+Describe = Callable[[set[str]], DatasetSync]
 
 
 class Dispatcher:
@@ -43,6 +44,7 @@ class Dispatcher:
         workers: int,
         loop: asyncio.AbstractEventLoop,
         deliver: Deliver,
+        describe: Describe,
         max_batch: int = 256,
         max_attempts: int = 2,
     ) -> None:
@@ -50,6 +52,7 @@ class Dispatcher:
         self._workers = workers
         self._loop = loop
         self._deliver = deliver
+        self._describe = describe
         self._max_batch = max_batch
         self._max_attempts = max_attempts
         self._pending: deque[tuple[int, Query]] = deque()
@@ -92,7 +95,7 @@ class Dispatcher:
                 self._attempts[job_id] = self._attempts.get(job_id, 0) + 1
             self._next_batch += 1
             self._in_flight[self._next_batch] = jobs
-            self._stream.put((self._next_batch, jobs))
+            self._stream.put((self._next_batch, jobs, self._describe({query.dataset for _, query in jobs})))
             free -= 1
 
     def _read_replies(self) -> None:

@@ -7,7 +7,7 @@ batch), and returned as finished reply bytes, so the server only stores them and
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -18,7 +18,18 @@ from store.shm import Layout
 
 Reply = tuple[int, str, bytes]
 UNSAVED = "unsaved"
-Batch = tuple[int, list[tuple[int, Query]]]
+Published = dict[str, tuple[Catalog, Layout]]
+
+
+class DatasetSync(NamedTuple):
+    """Sent with every batch: which data sets still exist, and where to find those the batch
+    uses besides the start-up one (a worker attaches to an uploaded set on first use)."""
+
+    live: tuple[str, ...]
+    layouts: Published
+
+
+Batch = tuple[int, list[tuple[int, Query]], DatasetSync]
 
 _ledger: Any = None
 _datasets: dict[str, Dataset] = {}
@@ -28,13 +39,22 @@ def error_reply(reason: str) -> bytes:
     return orjson.dumps({"status": "error", "reason": reason})
 
 
-def init_worker(ledger: Any, published: dict[str, tuple[Catalog, Layout]]) -> None:
+def init_worker(ledger: Any, published: Published) -> None:
     """Pool initializer: attach every published data set; Ctrl-C is the server's to handle."""
     global _ledger
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ledger = ledger
     for name, (catalog, layout) in published.items():
         _datasets[name] = attach(catalog, layout)
+
+
+def sync_datasets(sync: DatasetSync) -> None:
+    """Detach from data sets that were removed; attach to new ones the batch needs."""
+    for name in [name for name in _datasets if name not in sync.live]:
+        _datasets.pop(name).close()
+    for name, (catalog, layout) in sync.layouts.items():
+        if name not in _datasets:
+            _datasets[name] = attach(catalog, layout)
 
 
 def reply_to(query: Query) -> tuple[str, bytes]:
@@ -58,7 +78,12 @@ def run_batch(batch: Batch) -> tuple[int, list[Reply]]:
     if the ledger cannot be reached at all, the batch comes back UNSAVED, to be sent again once
     the server has restarted the ledger.
     """
-    number, jobs = batch
+    number, jobs, sync = batch
+    try:
+        sync_datasets(sync)
+    except OSError as error:
+        failed = error_reply(f"cannot attach to the data set: {error}")
+        return number, [(job_id, "error", failed) for job_id, _ in jobs]
     replies = [(job_id, *reply_to(query)) for job_id, query in jobs]
     try:
         failure = _ledger.finish(replies)

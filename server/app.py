@@ -17,6 +17,8 @@ from aiohttp import web
 from compute.dispatch import Dispatcher
 from compute.pool import start_pool
 from server.config import Config
+from server.dataset_routes import add_dataset_routes
+from server.datasets import DatasetRegistry
 from server.admin import ADMIN_TOKEN
 from server.jobs import JobTable, Retention
 from server.logs import start_logging, stop_logging
@@ -24,12 +26,11 @@ from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
 from server.supervise import expire_results, record_issued, supervise
-from store.dataset import Dataset, load_dataset, publish
 from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
 
 CONFIG = web.AppKey("config", Config)
-DATASETS = web.AppKey("datasets", dict[str, Dataset])
+DATASETS = web.AppKey("datasets", DatasetRegistry)
 LEDGER = web.AppKey("ledger", LedgerHost)
 
 log = logging.getLogger("lestats.app")
@@ -42,18 +43,23 @@ async def logging_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The start-up data set and every kept upload, each in its own shared segment."""
     config = app[CONFIG]
     name_semaphores_after_this_process()
     reclaimed = reclaim_stale()
     if reclaimed:
         log.info("reclaimed shared memory left by a dead run: %s", ", ".join(reclaimed))
-    loaded = await asyncio.to_thread(load_dataset, config.data)
-    dataset = publish(loaded, "default")
-    log.info("loaded %s: %d rows, %d cells, %d shared bytes", config.data, dataset.catalog.rows, len(dataset.arrays["sum"]), dataset.shared_bytes)
-    app[DATASETS] = {"default": dataset}
-    yield
-    for dataset in app[DATASETS].values():
-        dataset.close()
+    registry = DatasetRegistry(config.state_dir)
+    app[DATASETS] = registry
+    try:
+        dataset = await registry.load_default(config.data)
+        log.info("loaded %s: %d rows, %d cells, %d shared bytes", config.data, dataset.catalog.rows, len(dataset.arrays["sum"]), dataset.shared_bytes)
+        restored = await registry.restore()
+        if restored:
+            log.info("restored uploaded data sets: %s", ", ".join(restored))
+        yield
+    finally:
+        registry.close()
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -65,10 +71,9 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
-    config, host, datasets = app[CONFIG], app[LEDGER], app[DATASETS]
+    config, host, registry = app[CONFIG], app[LEDGER], app[DATASETS]
     recovered = await asyncio.to_thread(host.ledger.recovered)
-    published = {name: (dataset.catalog, dataset.layout) for name, dataset in datasets.items()}
-    pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, published)
+    pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, registry.published())
 
     async def reserve(up_to: int) -> None:
         failure = await asyncio.to_thread(host.ledger.reserve, up_to)
@@ -76,9 +81,8 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             raise OSError(failure)
 
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.results_ttl_s))
-    dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish)
-    catalogs = {name: dataset.catalog for name, dataset in datasets.items()}
-    service = Service(catalogs, datasets, jobs, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
+    dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe)
+    service = Service(registry, jobs, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
     app[SERVICE] = service
     duties = [
         asyncio.create_task(duty)
@@ -113,4 +117,5 @@ def create_app(config: Config) -> web.Application:
         app[ADMIN_TOKEN] = config.admin_token
     app.cleanup_ctx.extend([logging_ctx, data_ctx, ledger_ctx, service_ctx])
     add_routes(app)
+    add_dataset_routes(app, config.max_upload)
     return app

@@ -25,6 +25,7 @@ class Config:
     results_ttl_s: float | None = None
     admin_token: str | None = None
     poll_grace_ms: float = 10.0
+    max_upload: int = 256 * 2**20
 
     @property
     def log_path(self) -> Path:
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--results-ttl", type=float, default=None, metavar="SECONDS", help="also drop finished jobs older than this (default: keep)")
     parser.add_argument("--admin-token", default=os.environ.get("LESTATS_ADMIN_TOKEN") or None, help="require 'Authorization: Bearer TOKEN' on admin routes (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)")
     parser.add_argument("--poll-grace-ms", type=float, default=10.0, help="get_results on a running job answers when it finishes, or after this many ms (default 10; 0 answers at once)")
+    parser.add_argument("--max-upload", type=positive_int, default=256 * 2**20, help="largest data-set upload in bytes (default 256 MiB)")
     args = parser.parse_args(argv)
     if not 0 <= args.poll_grace_ms <= 1000:
         parser.error("--poll-grace-ms must be between 0 and 1000")
@@ -87,4 +89,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         results_ttl_s=args.results_ttl,
         admin_token=args.admin_token,
         poll_grace_ms=args.poll_grace_ms,
+        max_upload=args.max_upload,
     )

@@ -27,7 +27,7 @@ def _reason(error: web.HTTPException, max_body: int) -> str:
     if isinstance(error, web.HTTPRequestEntityTooLarge):
         return f"the request body is larger than the limit of {max_body} bytes"
     if isinstance(error, web.HTTPNotFound):
-        return "no such route; GET / lists the routes"
+        return "no such route; GET /api lists the routes"
     if isinstance(error, web.HTTPMethodNotAllowed):
         return f"method {error.method} not allowed here; allowed: {', '.join(sorted(error.allowed_methods))}"
     return error.text or error.reason
@@ -51,15 +51,19 @@ def json_errors(config: Config) -> web.middleware:
     return middleware
 
 
+QUERY_ROUTE = "query"
+
+
 def log_calls(config: Config) -> web.middleware:
-    """Entry with the parameters (a POST's body, when small and within the limit), exit with the
-    status. A body the handler must refuse (over the limit, or sent chunked) is left to it."""
+    """Entry with the parameters (a query's JSON body, when small and within the limit), exit with
+    the status. A body the handler must refuse (over the limit, or sent chunked) is left to it, and
+    so is any other body (an upload is streamed by its handler)."""
     readable = min(4096, config.max_body)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         params: bytes | str = request.query_string
-        if request.method == "POST":
+        if request.match_info.route.name == QUERY_ROUTE:
             length = request.content_length
             params = (await request.read())[:512] if length is not None and length <= readable else f"(body of {length} bytes)"
         log.info("enter %s %s %s", request.method, request.path, params)

@@ -7,12 +7,14 @@ from aiohttp import web
 
 from compute.queries import KERNELS
 from server.admin import admin_only
-from server.middleware import error_response
+from server.config import PROJECT_ROOT
+from server.middleware import QUERY_ROUTE, error_response
 from server.openapi import openapi_document
 from server.service import SERVICE
 from server.validation import BadRequest, parse_query
 
 JSON = "application/json"
+STATIC_DIR = PROJECT_ROOT / "static"
 MAX_WAIT_S = 30.0
 OPENAPI = orjson.dumps(openapi_document())
 
@@ -104,8 +106,13 @@ async def health(request: web.Request) -> web.Response:
     return json_bytes(orjson.dumps(await request.app[SERVICE].health()))
 
 
-async def index(request: web.Request) -> web.Response:
-    """For now, the routes; a page for people comes later."""
+async def page(request: web.Request) -> web.FileResponse:
+    """The page for people: upload a CSV, ask a question, see a table and a chart."""
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def route_list(request: web.Request) -> web.Response:
+    """GET /api: the routes, for people exploring with curl."""
     routes = sorted(
         {f"{route.method} {route.resource.canonical}" for route in request.app.router.routes() if route.resource and route.method != "HEAD"}
     )
@@ -117,11 +124,13 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit_query)
+    app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit_query, name=QUERY_ROUTE)
     app.router.add_get("/api/get_results/{job_id}", get_results)
     app.router.add_get("/api/jobs", list_jobs)
     app.router.add_get("/api/num_jobs", num_jobs)
     app.router.add_get("/api/graceful_shutdown", graceful_shutdown)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_get("/", index)
+    app.router.add_get("/api", route_list)
+    app.router.add_get("/", page)
+    app.router.add_static("/static/", STATIC_DIR)

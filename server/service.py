@@ -11,16 +11,14 @@ from aiohttp import web
 
 from compute.dispatch import Dispatcher
 from server.jobs import JobTable
+from server.datasets import DatasetRegistry
 from store.cells import Catalog
-from store.dataset import Dataset
 from store.manager import LedgerHost
-from store.shm import Layout
 
 
 @dataclass
 class Service:
-    catalogs: dict[str, Catalog]
-    datasets: dict[str, Dataset]
+    registry: DatasetRegistry
     jobs: JobTable
     dispatcher: Dispatcher
     pool: Pool
@@ -36,9 +34,8 @@ class Service:
         return self.ledger_host.ledger
 
     @property
-    def published(self) -> dict[str, tuple[Catalog, Layout]]:
-        """What a new worker needs to attach to every data set."""
-        return {name: (dataset.catalog, dataset.layout) for name, dataset in self.datasets.items()}  # type: ignore[misc]
+    def catalogs(self) -> dict[str, Catalog]:
+        return self.registry.catalogs
 
     def worker_pids(self) -> list[int]:
         """The pool's processes. Pool keeps them in `_pool` (no public accessor) and its own
@@ -71,7 +68,7 @@ class Service:
             "ledger": ledger,
             "datasets": {
                 name: {"rows": dataset.catalog.rows, "cells": len(dataset.arrays["sum"]), "shared_bytes": dataset.shared_bytes}
-                for name, dataset in self.datasets.items()
+                for name, dataset in self.registry.datasets.items()
             },
             "uptime_s": round(asyncio.get_running_loop().time() - self.started, 3),
         }

@@ -46,8 +46,9 @@ async def restart_ledger(service: Service, workers: int) -> None:
     log.error("the ledger's manager process (pid %s) died; restarting it", service.ledger_host.pid)
     await asyncio.to_thread(service.ledger_host.restart)
     old_pool, old_dispatcher = service.pool, service.dispatcher
-    pool = await asyncio.to_thread(start_pool, workers, service.ledger, service.published)
-    dispatcher = Dispatcher(pool, workers, asyncio.get_running_loop(), service.jobs.finish)
+    registry = service.registry
+    pool = await asyncio.to_thread(start_pool, workers, service.ledger, registry.published())
+    dispatcher = Dispatcher(pool, workers, asyncio.get_running_loop(), service.jobs.finish, registry.describe)
     for job_id, query in old_dispatcher.take_unfinished():
         dispatcher.submit(job_id, query)
     service.pool, service.dispatcher = pool, dispatcher

@@ -1,0 +1,97 @@
+"""GET, POST and DELETE /api/datasets: list, upload (admin) and remove (admin) data sets.
+
+An extension: original clients never see it. An upload is a multipart form with a `file` field, or
+the CSV itself as the body (text/csv). It is read in chunks against its own size limit, since the
+query routes' small body limit would refuse any real file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import BodyPartReader, web
+
+from server.admin import admin_only
+from server.datasets import DEFAULT
+from server.middleware import error_response
+from server.service import SERVICE
+from store.csvfile import DataFileError
+
+log = logging.getLogger("lestats.datasets")
+
+MAX_UPLOAD = web.AppKey("max_upload", int)
+
+
+class TooLarge(Exception):
+    """The upload is over the limit."""
+
+
+async def read_limited(part: BodyPartReader | web.StreamResponse, limit: int, read_chunk) -> bytes:
+    chunks, size = [], 0
+    while chunk := await read_chunk():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The uploaded CSV and a name for it (the file name, for messages)."""
+    if request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        async for part in reader:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                content = await read_limited(part, limit, lambda: part.read_chunk(2**16))
+                return content, part.filename or "upload.csv"
+        raise DataFileError("the form has no 'file' field with the CSV")
+    content = await read_limited(request, limit, lambda: request.content.read(2**16))
+    return content, request.query.get("name", "upload.csv")
+
+
+async def list_datasets(request: web.Request) -> web.Response:
+    registry = request.app[SERVICE].registry
+    body = {"datasets": [registry.summary(name) for name in registry.catalogs]}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+@admin_only
+async def upload_dataset(request: web.Request) -> web.Response:
+    limit = request.app[MAX_UPLOAD]
+    try:
+        content, label = await read_upload(request, limit)
+        if not content:
+            raise DataFileError(f"{label}: the file is empty (line 1): expected a CSV header")
+        dataset = await request.app[SERVICE].registry.add(content, label)
+    except TooLarge:
+        return error_response(413, f"the upload is larger than the limit of {limit} bytes")
+    except DataFileError as error:
+        return error_response(400, str(error))
+    except OSError as error:
+        log.error("cannot keep an upload: %s", error)
+        return error_response(503, f"cannot store the upload in the state dir: {error.strerror or error}")
+    log.info("uploaded %s as %s: %d rows", label, dataset.catalog.name, dataset.catalog.rows)
+    summary = request.app[SERVICE].registry.summary(dataset.catalog.name)
+    del summary["removable"], summary["source"]
+    return web.Response(body=orjson.dumps(summary), content_type="application/json")
+
+
+@admin_only
+async def delete_dataset(request: web.Request) -> web.Response:
+    name = request.match_info["dataset"]
+    registry = request.app[SERVICE].registry
+    if name == DEFAULT:
+        return error_response(400, "the start-up data set cannot be removed")
+    if name not in registry.catalogs:
+        return error_response(404, f"no data set {name!r}")
+    await registry.remove(name)
+    log.info("removed data set %s", name)
+    return web.Response(body=b'{"status":"done"}', content_type="application/json")
+
+
+def add_dataset_routes(app: web.Application, max_upload: int) -> None:
+    app[MAX_UPLOAD] = max_upload
+    app.router.add_get("/api/datasets", list_datasets)
+    app.router.add_post("/api/datasets", upload_dataset)
+    app.router.add_delete("/api/datasets/{dataset}", delete_dataset)
