@@ -21,7 +21,7 @@ from server.dataset_routes import add_dataset_routes
 from server.datasets import DatasetRegistry
 from server.admin import ADMIN_TOKEN
 from server.jobs import JobTable, Retention
-from server.logs import start_logging, stop_logging
+from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
@@ -30,6 +30,7 @@ from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
 
 CONFIG = web.AppKey("config", Config)
+CALL_LOG = web.AppKey("call_log", CallLog)
 DATASETS = web.AppKey("datasets", DatasetRegistry)
 LEDGER = web.AppKey("ledger", LedgerHost)
 
@@ -37,7 +38,7 @@ log = logging.getLogger("lestats.app")
 
 
 async def logging_ctx(app: web.Application) -> AsyncIterator[None]:
-    listener = start_logging(app[CONFIG].log_path)
+    listener = start_logging(app[CONFIG].log_path, app[CALL_LOG])
     yield
     stop_logging(listener)
 
@@ -111,8 +112,10 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[log_calls(config), json_errors(config)], client_max_size=config.max_body)
+    calls = CallLog()
+    app = web.Application(middlewares=[log_calls(config, calls), json_errors(config)], client_max_size=config.max_body)
     app[CONFIG] = config
+    app[CALL_LOG] = calls
     if config.admin_token:
         app[ADMIN_TOKEN] = config.admin_token
     app.cleanup_ctx.extend([logging_ctx, data_ctx, ledger_ctx, service_ctx])

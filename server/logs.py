@@ -13,6 +13,7 @@ from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 
 LOGGER_NAME = "lestats"
+CALLS_LOGGER = "lestats.http"
 FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 
 
@@ -68,6 +69,8 @@ class BatchingQueueListener(QueueListener):
                 record = self.dequeue(False)
                 batch.append(record)
             for item in batch:
+                if type(item) is tuple:
+                    item = call_record(*item)
                 if item is not self._sentinel:
                     self.handle(item)
             for handler in self.handlers:
@@ -78,6 +81,41 @@ class BatchingQueueListener(QueueListener):
             time.sleep(self.pause_s)
 
 
+class UTCFormatter(logging.Formatter):
+    """ISO 8601 UTC timestamps, the date part formatted once per second rather than per record."""
+
+    converter = time.gmtime
+    _second = -1
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return self._stamp
+
+
+class CallLog:
+    """The entry and exit lines of HTTP calls, queued as plain tuples.
+
+    Two lines per request made the event loop build two LogRecords per request; here it only puts
+    a tuple on the listener's queue, and the listener thread builds the record.
+    """
+
+    def __init__(self) -> None:
+        self.records: queue.SimpleQueue = queue.SimpleQueue()
+        self._put = self.records.put
+
+    def line(self, message: str, *args: object) -> None:
+        self._put((time.time(), message, args))
+
+
+def call_record(created: float, message: str, args: tuple) -> logging.LogRecord:
+    record = logging.LogRecord(CALLS_LOGGER, logging.INFO, "", 0, message, args, None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    return record
+
+
 class DeferredQueueHandler(QueueHandler):
     """Queue the record as it is: the listener formats it, off the event loop's time."""
 
@@ -85,8 +123,8 @@ class DeferredQueueHandler(QueueHandler):
         return record
 
 
-def start_logging(path: Path, max_bytes: int = 20 * 2**20, backups: int = 5) -> QueueListener:
-    """Route the service's loggers to `path`; stop the returned listener to flush and close.
+def start_logging(path: Path, calls: CallLog, max_bytes: int = 20 * 2**20, backups: int = 5) -> QueueListener:
+    """Route the service's loggers and its call log to `path`; stop the listener to flush and close.
 
     Records skip what nobody reads (the caller's file and line, thread and process names), as the
     logging HOWTO's "Optimization" section describes: each request logs twice.
@@ -96,11 +134,10 @@ def start_logging(path: Path, max_bytes: int = 20 * 2**20, backups: int = 5) -> 
     logging.logProcesses = False
     logging.logMultiprocessing = False
     path.parent.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%S")
-    formatter.converter = time.gmtime
+    formatter = UTCFormatter(FORMAT)
     file_handler = BatchedRotatingFileHandler(path, max_bytes, backups)
     file_handler.setFormatter(formatter)
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    records = calls.records
     listener = BatchingQueueListener(records, file_handler, respect_handler_level=True)
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO)

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.config import Config
+from server.logs import CallLog
 
 log = logging.getLogger("lestats.http")
 
@@ -54,7 +55,7 @@ def json_errors(config: Config) -> web.middleware:
 QUERY_ROUTE = "query"
 
 
-def log_calls(config: Config) -> web.middleware:
+def log_calls(config: Config, calls: CallLog) -> web.middleware:
     """Entry with the parameters (a query's JSON body, when small and within the limit), exit with
     the status. A body the handler must refuse (over the limit, or sent chunked) is left to it, and
     so is any other body (an upload is streamed by its handler)."""
@@ -66,9 +67,9 @@ def log_calls(config: Config) -> web.middleware:
         if request.match_info.route.name == QUERY_ROUTE:
             length = request.content_length
             params = (await request.read())[:512] if length is not None and length <= readable else f"(body of {length} bytes)"
-        log.info("enter %s %s %s", request.method, request.path, params)
+        calls.line("enter %s %s %s", request.method, request.path, params)
         response = await handler(request)
-        log.info("exit %s %s %d", request.method, request.path, response.status)
+        calls.line("exit %s %s %d", request.method, request.path, response.status)
         return response
 
     return middleware

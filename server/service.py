@@ -27,6 +27,7 @@ class Service:
     poll_grace_s: float = 0.0
     draining: bool = False
     unavailable: str | None = None
+    issued_recorded: int = 0
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     @property
@@ -62,6 +63,7 @@ class Service:
                 "parked_until_ledger_returns": self.dispatcher.parked,
                 "batches_lost_to_dead_workers": self.dispatcher.batches_lost,
                 "next_id": self.jobs.next_id,
+                "issued_recorded_up_to": self.issued_recorded,
                 "kept_results": len(self.jobs.replies),
                 "expired_below": self.jobs.expired_below,
             },

@@ -79,7 +79,7 @@ async def record_issued(service: Service, interval_s: float = 0.02) -> None:
     """Tell the ledger how far ids have been issued, so that after a crash an id handed out
     before it is "interrupted by a restart" and an id never handed out stays invalid (404).
     Off the hot path: one small write per interval, only when ids moved."""
-    told = service.jobs.issued_up_to
+    told = service.issued_recorded = service.jobs.issued_up_to
     while True:
         await asyncio.sleep(interval_s)
         issued = service.jobs.issued_up_to
@@ -91,4 +91,4 @@ async def record_issued(service: Service, interval_s: float = 0.02) -> None:
             if failure:
                 log.error("recording issued ids up to %d: %s", issued, failure)
                 continue
-            told = issued
+            told = service.issued_recorded = issued

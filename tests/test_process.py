@@ -385,6 +385,13 @@ def crash_with_jobs_cut_short(servers, state_dir):
         os.kill(pid, signal.SIGSTOP)
     cut_short = [crashed.submit("states_mean", {"question": OBESITY}) for _ in range(5)]
     assert crashed.get_json("/api/num_jobs") == {"num_jobs": 5}
+    # The server records how far ids were issued every few tens of ms (README, "Crashes"): a job
+    # accepted in the last moments before a crash could otherwise come back as never issued.
+    last = int(cut_short[-1].removeprefix("job_id_"))
+    deadline = time.monotonic() + RESULT_TIMEOUT_S
+    while crashed.get_json("/api/health")["jobs"]["issued_recorded_up_to"] < last:
+        assert time.monotonic() < deadline, "the server never recorded the issued ids"
+        time.sleep(0.01)
     crashed.kill_group()
     return servers(state_dir), finished, cut_short
 
