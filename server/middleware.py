@@ -44,7 +44,8 @@ def json_errors(config: Config) -> web.middleware:
         except web.HTTPException as error:
             if error.status < 400:
                 raise
-            return error_response(error.status, _reason(error, config.max_body))
+            headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+            return error_response(error.status, _reason(error, config.max_body), headers)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             return error_response(500, "internal server error; the log has the details")

@@ -1,7 +1,8 @@
 """The OpenAPI 3 document of the whole API, served at GET /api/openapi.json.
 
-Built from the same tables the routes use (the query kinds, which ones need a state), so the
-document cannot list a query the server lacks or miss one it has.
+Built from the same tables the routes use (the query kinds, which ones need a state) and from the
+data sets loaded now: a question or state is valid only if a data set holds it, so the document
+lists them as enums, and a request the document calls valid is one the server accepts.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from compute.queries import KERNELS, NEEDS_STATE
+from store.cells import Catalog
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -39,21 +41,27 @@ def _error(description: str) -> dict[str, Any]:
     return _json({"$ref": "#/components/schemas/Error"}, description)
 
 
-def _query_body(kind: str) -> dict[str, Any]:
+def _names(catalogs: dict[str, Catalog], field: str) -> list[str]:
+    return sorted({name for catalog in catalogs.values() for name in getattr(catalog, field)})
+
+
+def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
     properties: dict[str, Any] = {
-        "question": {"type": "string", "description": "a Question string of the data set, exactly"},
+        "question": {"type": "string", "enum": _names(catalogs, "questions"), "description": "a Question of the data set, exactly"},
         "years": {
             "type": "array",
+            "nullable": True,
             "items": {"type": "integer"},
             "minItems": 2,
             "maxItems": 2,
-            "description": "extension: [from, to], keep rows with YearStart >= from and YearEnd <= to",
+            "description": "extension: [from, to] with from <= to, keep rows with YearStart >= from "
+            "and YearEnd <= to; only on a data set with YearStart/YearEnd",
         },
-        "dataset": {"type": "string", "description": "extension: a data set id; default the start-up one"},
+        "dataset": {"type": "string", "enum": sorted(catalogs), "description": "extension: a data set id; default the start-up one"},
     }
     required = ["question"]
     if kind in NEEDS_STATE:
-        properties["state"] = {"type": "string", "description": "a LocationDesc of the data set"}
+        properties["state"] = {"type": "string", "enum": _names(catalogs, "states"), "description": "a LocationDesc of the data set"}
         required.append("state")
     return {
         "required": True,
@@ -61,12 +69,12 @@ def _query_body(kind: str) -> dict[str, Any]:
     }
 
 
-def _query_path(kind: str) -> dict[str, Any]:
+def _query_path(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
     return {
         "post": {
             "operationId": kind,
             "summary": f"Start a {kind} job",
-            "requestBody": _query_body(kind),
+            "requestBody": _query_body(kind, catalogs),
             "responses": {
                 "200": _json(
                     {
@@ -91,8 +99,8 @@ def _get(operation: str, summary: str, responses: dict[str, Any], parameters: li
     return {"get": spec}
 
 
-def openapi_document() -> dict[str, Any]:
-    paths: dict[str, Any] = {f"/api/{kind}": _query_path(kind) for kind in KERNELS}
+def openapi_document(catalogs: dict[str, Catalog]) -> dict[str, Any]:
+    paths: dict[str, Any] = {f"/api/{kind}": _query_path(kind, catalogs) for kind in KERNELS}
     paths["/api/get_results/{job_id}"] = _get(
         "get_results",
         "A job's state, and its data once done",

@@ -16,7 +16,6 @@ from server.validation import BadRequest, parse_query
 JSON = "application/json"
 STATIC_DIR = PROJECT_ROOT / "static"
 MAX_WAIT_S = 30.0
-OPENAPI = orjson.dumps(openapi_document())
 
 
 def json_bytes(body: bytes, status: int = 200) -> web.Response:
@@ -120,7 +119,7 @@ async def route_list(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_bytes(OPENAPI)
+    return json_bytes(orjson.dumps(openapi_document(request.app[SERVICE].catalogs)))
 
 
 def add_routes(app: web.Application) -> None:

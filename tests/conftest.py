@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from serverproc import SHM, Server, mapped_shm_files, segments_of
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -25,3 +27,26 @@ def project_root() -> Path:
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     return SHARED_DATA_DIR
+
+
+@pytest.fixture
+def servers():
+    """start(state_dir, wait=True, **options) -> a Server (ready unless wait=False); every one is
+    stopped at teardown, and what a killed one left in /dev/shm is removed."""
+    started = []
+
+    def start(state_dir, wait=True, **options):
+        server = Server(state_dir, **options)
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.cleanup()
+    still_mapped = mapped_shm_files()
+    for server in started:
+        for name in (*server.crash_semaphores, *segments_of(server.pid)):
+            if name not in still_mapped:
+                (SHM / name).unlink(missing_ok=True)
