@@ -32,6 +32,7 @@ from compute.queries import Query
 from compute.worker import UNSAVED, Batch, DatasetSync, Reply, error_reply, run_batch
 
 Deliver = Callable[[list[Reply]], None]
+Learn = Callable[[list[tuple[int, Query]], list[Reply]], None]
 Describe = Callable[[set[str]], DatasetSync]
 
 
@@ -45,6 +46,7 @@ class Dispatcher:
         loop: asyncio.AbstractEventLoop,
         deliver: Deliver,
         describe: Describe,
+        learn: Learn | None = None,
         max_batch: int = 256,
         max_attempts: int = 2,
     ) -> None:
@@ -53,6 +55,7 @@ class Dispatcher:
         self._loop = loop
         self._deliver = deliver
         self._describe = describe
+        self._learn = learn
         self._max_batch = max_batch
         self._max_attempts = max_attempts
         self._pending: deque[tuple[int, Query]] = deque()
@@ -114,6 +117,8 @@ class Dispatcher:
             return
         for job_id, _, _ in replies:
             self._attempts.pop(job_id, None)
+        if self._learn is not None and jobs:
+            self._learn(jobs, replies)
         self._deliver(replies)
         self._schedule()
 

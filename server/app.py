@@ -20,6 +20,7 @@ from server.config import Config
 from server.dataset_routes import add_dataset_routes
 from server.datasets import DatasetRegistry
 from server.admin import ADMIN_TOKEN
+from server.answers import AnswerCache, Answers
 from server.jobs import JobTable, Retention
 from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
@@ -82,8 +83,10 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             raise OSError(failure)
 
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.results_ttl_s))
-    dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe)
-    service = Service(registry, jobs, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
+    answers = Answers(AnswerCache(config.cache_entries, config.cache_mb * 2**20), lambda: host.ledger, jobs.finish)
+    dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe, answers.learn)
+    answers.dispatcher = dispatcher
+    service = Service(registry, jobs, answers, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
     app[SERVICE] = service
     duties = [
         asyncio.create_task(duty)

@@ -26,6 +26,8 @@ class Config:
     admin_token: str | None = None
     poll_grace_ms: float = 10.0
     max_upload: int = 256 * 2**20
+    cache_entries: int = 4096
+    cache_mb: int = 64
 
     @property
     def log_path(self) -> Path:
@@ -67,7 +69,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--admin-token", default=os.environ.get("LESTATS_ADMIN_TOKEN") or None, help="require 'Authorization: Bearer TOKEN' on admin routes (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)")
     parser.add_argument("--poll-grace-ms", type=float, default=10.0, help="get_results on a running job answers when it finishes, or after this many ms (default 10; 0 answers at once)")
     parser.add_argument("--max-upload", type=positive_int, default=256 * 2**20, help="largest data-set upload in bytes (default 256 MiB)")
+    parser.add_argument("--cache-entries", type=int, default=4096, help="replies kept to answer identical queries without the pool (default 4096; 0 turns the cache off)")
+    parser.add_argument("--cache-mb", type=positive_int, default=64, help="memory bound of that cache in MiB (default 64)")
     args = parser.parse_args(argv)
+    if args.cache_entries < 0:
+        parser.error("--cache-entries must be 0 or more")
     if not 0 <= args.poll_grace_ms <= 1000:
         parser.error("--poll-grace-ms must be between 0 and 1000")
     if args.results_ttl is not None and args.results_ttl <= 0:
@@ -90,4 +96,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         admin_token=args.admin_token,
         poll_grace_ms=args.poll_grace_ms,
         max_upload=args.max_upload,
+        cache_entries=args.cache_entries,
+        cache_mb=args.cache_mb,
     )

@@ -86,6 +86,7 @@ async def delete_dataset(request: web.Request) -> web.Response:
     if name not in registry.catalogs:
         return error_response(404, f"no data set {name!r}")
     await registry.remove(name)
+    request.app[SERVICE].answers.cache.forget_dataset(name)
     log.info("removed data set %s", name)
     return web.Response(body=b'{"status":"done"}', content_type="application/json")
 

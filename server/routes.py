@@ -42,7 +42,7 @@ async def submit_query(request: web.Request) -> web.Response:
         job_id = await service.jobs.open()
     except Exception as error:
         return error_response(503, f"cannot reserve a job id in the ledger: {error}", {"Retry-After": "1"})
-    service.dispatcher.submit(job_id, query)
+    service.answers.submit(job_id, query)
     return json_bytes(b'{"job_id":"job_id_%d"}' % job_id)
 
 

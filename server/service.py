@@ -11,6 +11,7 @@ from aiohttp import web
 
 from compute.dispatch import Dispatcher
 from server.jobs import JobTable
+from server.answers import Answers
 from server.datasets import DatasetRegistry
 from store.cells import Catalog
 from store.manager import LedgerHost
@@ -20,6 +21,7 @@ from store.manager import LedgerHost
 class Service:
     registry: DatasetRegistry
     jobs: JobTable
+    answers: Answers
     dispatcher: Dispatcher
     pool: Pool
     ledger_host: LedgerHost
@@ -68,6 +70,7 @@ class Service:
                 "expired_below": self.jobs.expired_below,
             },
             "ledger": ledger,
+            "cache": self.answers.cache.stats(),
             "datasets": {
                 name: {"rows": dataset.catalog.rows, "cells": len(dataset.arrays["sum"]), "shared_bytes": dataset.shared_bytes}
                 for name, dataset in self.registry.datasets.items()

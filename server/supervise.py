@@ -48,10 +48,13 @@ async def restart_ledger(service: Service, workers: int) -> None:
     old_pool, old_dispatcher = service.pool, service.dispatcher
     registry = service.registry
     pool = await asyncio.to_thread(start_pool, workers, service.ledger, registry.published())
-    dispatcher = Dispatcher(pool, workers, asyncio.get_running_loop(), service.jobs.finish, registry.describe)
+    dispatcher = Dispatcher(
+        pool, workers, asyncio.get_running_loop(), service.jobs.finish, registry.describe, service.answers.learn
+    )
     for job_id, query in old_dispatcher.take_unfinished():
         dispatcher.submit(job_id, query)
     service.pool, service.dispatcher = pool, dispatcher
+    service.answers.dispatcher = dispatcher
     old_dispatcher.close()
     await asyncio.to_thread(old_pool.terminate)
     service.unavailable = None
