@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import AsyncIterator, Callable
 
 from compute.dispatch import Dispatcher
 from compute.pool import start_pool
@@ -61,37 +62,38 @@ async def restart_ledger(service: Service, workers: int) -> None:
     log.error("the ledger is back (pid %s); jobs continue on a new pool", service.ledger_host.pid)
 
 
-async def expire_results(service: Service, interval_s: float = 1.0) -> None:
-    """Apply the time to live, and tell the ledger which jobs it may forget and compact away."""
-    told = service.jobs.expired_below
+async def tell_ledger(name: str, interval_s: float, mark: Callable[[], int], tell: Callable[[int], str | None]) -> AsyncIterator[int]:
+    """Every interval, when `mark()` has grown, call `tell(mark)` in a thread (a ledger method);
+    yield each mark the ledger took. A failure is logged and told again next time."""
+    told = mark()
     while True:
         await asyncio.sleep(interval_s)
-        watermark = service.jobs.expire()
-        if watermark > told:
-            try:
-                failure = await asyncio.to_thread(service.ledger.expire_below, watermark)
-            except Exception as error:  # the manager is down; the supervisor restarts it
-                failure = f"{type(error).__name__}: {error}"
-            if failure:
-                log.error("expiring jobs below %d: %s", watermark, failure)
-                continue
-            told = watermark
+        current = mark()
+        if current <= told:
+            continue
+        try:
+            failure = await asyncio.to_thread(tell, current)
+        except Exception as error:  # the manager is down; the supervisor restarts it
+            failure = f"{type(error).__name__}: {error}"
+        if failure:
+            log.error("%s %d: %s", name, current, failure)
+            continue
+        told = current
+        yield current
+
+
+async def expire_results(service: Service, interval_s: float = 1.0) -> None:
+    """Apply the time to live, and tell the ledger which jobs it may forget and compact away."""
+    async for _ in tell_ledger("expiring jobs below", interval_s, service.jobs.expire, lambda n: service.ledger.expire_below(n)):
+        pass
 
 
 async def record_issued(service: Service, interval_s: float = 0.02) -> None:
     """Tell the ledger how far ids have been issued, so that after a crash an id handed out
     before it is "interrupted by a restart" and an id never handed out stays invalid (404).
     Off the hot path: one small write per interval, only when ids moved."""
-    told = service.issued_recorded = service.jobs.issued_up_to
-    while True:
-        await asyncio.sleep(interval_s)
-        issued = service.jobs.issued_up_to
-        if issued > told:
-            try:
-                failure = await asyncio.to_thread(service.ledger.issued, issued)
-            except Exception as error:  # the manager is down; the supervisor restarts it
-                failure = f"{type(error).__name__}: {error}"
-            if failure:
-                log.error("recording issued ids up to %d: %s", issued, failure)
-                continue
-            told = service.issued_recorded = issued
+    service.issued_recorded = service.jobs.issued_up_to
+    async for issued in tell_ledger(
+        "recording issued ids up to", interval_s, lambda: service.jobs.issued_up_to, lambda n: service.ledger.issued(n)
+    ):
+        service.issued_recorded = issued

@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from conftest import PROJECT_ROOT
-from reference import QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
+from reference import QUERY_NAMES, QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
 from server.app import create_app
 from server.config import Config
 
@@ -30,17 +30,7 @@ OBESITY = "Percent of adults aged 18 years and older who have obesity"  # lower 
 MUSCLE = "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week"  # higher
 assert OBESITY in QUESTIONS_BEST_IS_MIN and MUSCLE in QUESTIONS_BEST_IS_MAX
 
-QUERIES = (
-    "states_mean",
-    "state_mean",
-    "best5",
-    "worst5",
-    "global_mean",
-    "diff_from_mean",
-    "state_diff_from_mean",
-    "mean_by_category",
-    "state_mean_by_category",
-)
+QUERIES = QUERY_NAMES
 STATE_QUERIES = ("state_mean", "state_diff_from_mean", "state_mean_by_category")
 
 RESULT_TIMEOUT_S = 5.0

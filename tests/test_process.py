@@ -14,21 +14,12 @@ import time
 
 import pytest
 
+from reference import QUERY_NAMES
 from serverproc import READY_TIMEOUT_S, RESULT_TIMEOUT_S, segments_of
 
 OBESITY = "Percent of adults aged 18 years and older who have obesity"
 MUSCLE = "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week"
-QUERIES = (
-    "states_mean",
-    "state_mean",
-    "best5",
-    "worst5",
-    "global_mean",
-    "diff_from_mean",
-    "state_diff_from_mean",
-    "mean_by_category",
-    "state_mean_by_category",
-)
+QUERIES = QUERY_NAMES
 SHUTTING_DOWN = {"status": "error", "reason": "shutting down"}
 
 
