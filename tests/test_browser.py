@@ -1,0 +1,570 @@
+"""The page for analysts (GET /, static/) in a real browser: headless Debian Chromium driven by
+Playwright, against a real `python -m server` process.
+
+What the page shows is checked against what the API itself answers over HTTP: the table's rows
+(keys and numbers, in order) and the chart's bars (one per entry, same keys, same order) are
+compared with the result of the very job the page ran, fetched with GET /api/get_results. Errors
+must appear as the API's reason text next to the field at fault.
+
+Needs /usr/bin/chromium (Debian's `chromium`) and the `playwright` Python package; .ci/browser-setup.sh
+installs both (never `playwright install`). Screenshots go to tests/artifacts/ (git-ignored).
+"""
+
+import ast
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLE_ROWS = SHARED_DATA_DIR / "assignment-sample-rows.csv"
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+READY_TIMEOUT_S = 30
+EXIT_TIMEOUT_S = 30
+UI_TIMEOUT_MS = 20_000
+
+OBESITY = "Percent of adults aged 18 years and older who have obesity"
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run .ci/browser-setup.sh (apt package 'chromium')"),
+    pytest.mark.skipif(sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/browser-setup.sh"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The server, over plain HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Api:
+    """Direct HTTP calls to the server the page talks to."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, body=None, headers=None):
+        """(status, decoded JSON reply)."""
+        data = body
+        headers = dict(headers or {})
+        if body is not None and not isinstance(body, bytes):
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def result(self, job_id):
+        """The `data` of a finished job, waiting for it if needed."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, reply = self.call("GET", f"/api/get_results/{job_id}?wait=5")
+            assert status == 200, reply
+            if reply["status"] == "done":
+                return reply["data"]
+            assert reply["status"] == "running", reply
+        raise AssertionError(f"{job_id} still running after 30 s")
+
+    def query(self, kind, body):
+        status, reply = self.call("POST", f"/api/{kind}", body)
+        assert status == 200, reply
+        return self.result(reply["job_id"])
+
+    def upload(self, path, name=None):
+        """POST /api/datasets with a multipart form field "file"."""
+        boundary = uuid.uuid4().hex
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name or path.name}"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        return self.call("POST", "/api/datasets", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def datasets(self):
+        status, reply = self.call("GET", "/api/datasets")
+        assert status == 200, reply
+        return {entry["dataset"]: entry for entry in reply["datasets"]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python -m server` on a free port of 127.0.0.1, ready; SIGTERM at the end, killed if it lingers."""
+    state_dir = tmp_path_factory.mktemp("browser-state")
+    port = free_port()
+    with open(state_dir.parent / f"server-{port}.out", "w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", str(port), "--state-dir", str(state_dir), "--workers", "2"],
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the server and its workers form one process group
+        )
+        try:
+            api = Api(f"http://127.0.0.1:{port}")
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"the server exited with {process.returncode} before it was ready:\n{log.read()}")
+                try:
+                    if api.call("GET", "/api/num_jobs")[0] == 200:
+                        break
+                except (OSError, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the server was not ready within {READY_TIMEOUT_S} s")
+                time.sleep(0.1)
+            status, reply = api.call("GET", "/api/datasets")
+            assert status == 200, f"GET /api/datasets: {status} {reply} (the page needs the data-set routes)"
+            yield api
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(EXIT_TIMEOUT_S) == 0
+        finally:
+            # Still running (a failure above), or gone with a crash that may have left workers behind.
+            if process.poll() is None or process.returncode != 0:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def sample_rows():
+    if not SAMPLE_ROWS.exists():
+        pytest.skip(f"{SAMPLE_ROWS} is absent (the shared real-data directory beside the project)")
+    return SAMPLE_ROWS
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------------------------
+
+
+class Page:
+    """One page of the site in its own browser context, failing on any script error."""
+
+    def __init__(self, browser, api, width=1280, height=900):
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.context.set_default_timeout(UI_TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.problems = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        # A 400 the page provokes on purpose logs "Failed to load resource" in the console: not a problem.
+        self.page.on(
+            "console",
+            lambda message: message.type == "error"
+            and not message.text.startswith("Failed to load resource")
+            and self.problems.append(f"console: {message.text}"),
+        )
+        self.page.on("response", lambda response: response.status >= 500 and self.problems.append(f"{response.status}: {response.url}"))
+        self.page.on("requestfailed", lambda request: self.problems.append(f"request failed: {request.url}"))
+        self.page.goto(api.base + "/")
+        self.page.wait_for_selector("body[data-ready]")
+
+    def close(self):
+        self.context.close()
+
+    def select_dataset(self, dataset_id):
+        self.page.select_option("#dataset", dataset_id)
+
+    def upload(self, path):
+        self.page.set_input_files("#file", str(path))
+        self.page.click("#upload-button")
+
+    def run(self, kind, question, state=None):
+        """Fill the form, submit, and wait for the job to finish; returns the job id the page shows."""
+        self.page.select_option("#question", question)
+        self.page.select_option("#query", kind)
+        if state is not None:
+            self.page.select_option("#state", state)
+        before = self.page.get_attribute("#job-status", "data-job-id")
+        self.page.click("#submit")
+        self.page.wait_for_function(
+            """(before) => { const box = document.getElementById('job-status');
+                 return ['done', 'error'].includes(box.dataset.phase) && box.dataset.jobId && box.dataset.jobId !== before; }""",
+            arg=before,
+        )
+        status = self.page.locator("#job-status")
+        job_id = status.get_attribute("data-job-id")
+        assert status.get_attribute("data-phase") == "done", status.inner_text()
+        assert job_id in status.inner_text()
+        return job_id
+
+    def table_rows(self):
+        return self.page.eval_on_selector_all(
+            "#result table.result-table tbody tr",
+            """rows => rows.map(tr => ({
+                 key: tr.dataset.key,
+                 cells: [...tr.children].map(cell => cell.textContent),
+                 value: Number(tr.querySelector('td.num').dataset.value),
+               }))""",
+        )
+
+    def bars(self):
+        return self.page.eval_on_selector_all(
+            "#result svg.chart rect.bar",
+            """rects => rects.map(rect => ({
+                 key: rect.dataset.key,
+                 value: Number(rect.dataset.value),
+                 label: rect.getAttribute('aria-label'),
+                 title: rect.querySelector('title')?.textContent,
+                 cls: rect.parentNode.getAttribute('class'),
+               }))""",
+        )
+
+    def screenshot(self, path):
+        self.page.screenshot(path=str(path), full_page=True)
+
+
+@pytest.fixture
+def page_factory(browser, server):
+    pages = []
+
+    def make(width=1280, height=900):
+        page = Page(browser, server, width, height)
+        pages.append(page)
+        return page
+
+    yield make
+    problems = [problem for page in pages for problem in page.problems]
+    for page in pages:
+        page.close()
+    assert not problems, problems
+
+
+def assert_number_cell(text, value):
+    assert abs(float(text.replace(",", "").replace("+", "")) - value) <= 0.005 + 1e-9, (text, value)
+
+
+def uploaded_dataset(page, sample):
+    """Upload `sample` through the page; returns the new data set's id, which the page selects."""
+    before = {option for option in page.page.eval_on_selector_all("#dataset option", "os => os.map(o => o.value)")}
+    page.upload(sample)
+    page.page.wait_for_function(
+        "(before) => [...document.querySelectorAll('#dataset option')].some(o => !before.includes(o.value))",
+        arg=sorted(before),
+    )
+    page.page.wait_for_function("() => document.getElementById('upload-status').textContent.startsWith('Uploaded')")
+    dataset_id = page.page.input_value("#dataset")
+    assert dataset_id not in before
+    return dataset_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------------------------
+
+
+def test_upload_then_states_mean_and_mean_by_category(server, page_factory, sample_rows, artifacts):
+    page = page_factory()
+    dataset_id = uploaded_dataset(page, sample_rows)
+    listed = server.datasets()
+    assert dataset_id in listed and listed[dataset_id]["removable"]
+    info = page.page.inner_text("#dataset-info")
+    assert f"{listed[dataset_id]['rows']} rows" in info.replace(",", "")
+    questions = page.page.eval_on_selector_all("#question option", "os => os.map(o => o.value)")
+    assert sorted(questions) == sorted(listed[dataset_id]["questions"])
+    groups = page.page.eval_on_selector_all("#question optgroup", "gs => gs.map(g => g.label)")
+    assert "Obesity and weight" in groups
+
+    # states_mean: the table and the bars are the API's result, in its order.
+    job_id = page.run("states_mean", OBESITY)
+    data = server.result(job_id)
+    assert data, "the sample has values for the obesity question"
+    rows = page.table_rows()
+    assert [row["key"] for row in rows] == list(data)
+    assert [row["cells"][0] for row in rows] == list(data)
+    assert [row["value"] for row in rows] == list(data.values())
+    for row in rows:
+        assert_number_cell(row["cells"][1], data[row["key"]])
+    bars = page.bars()
+    assert [bar["key"] for bar in bars] == list(data)
+    assert [bar["value"] for bar in bars] == list(data.values())
+    for bar in bars:
+        assert bar["label"].startswith(f"{bar['key']}: ") and bar["title"] == bar["label"]
+    # Lower is better for obesity, and states_mean is ascending: the first state is best, the last worst.
+    ranked = [key for key in data if key != "National"]
+    if len(ranked) >= 2:
+        assert [bar["key"] for bar in bars if "best" in bar["cls"].split()] == [ranked[0]]
+        assert [bar["key"] for bar in bars if "worst" in bar["cls"].split()] == [ranked[-1]]
+    # The national mean line is the API's global_mean of the same question and data set.
+    national = server.query("global_mean", {"question": OBESITY, "dataset": dataset_id})["global_mean"]
+    line = page.page.text_content("#result svg.chart .national-line text")
+    assert_number_cell(line.rsplit(" ", 1)[1], national)
+    caption = page.page.inner_text("#result table caption")
+    assert "Mean per state" in caption and dataset_id in caption
+    assert page.page.locator("#result table thead th[scope=col]").count() == 3
+    assert page.page.locator("#result table tbody th[scope=row]").count() == len(data)
+    assert page.page.get_attribute("#result svg.chart", "role") == "img"
+    assert page.page.get_attribute("#result svg.chart", "aria-label")
+    page.screenshot(artifacts / "browser-states_mean-desktop.png")
+
+    # mean_by_category: tuple-string keys become (state, category, segment) columns.
+    job_id = page.run("mean_by_category", OBESITY)
+    data = server.result(job_id)
+    assert data
+    rows = page.table_rows()
+    assert [row["key"] for row in rows] == list(data)
+    for row, (key, value) in zip(rows, data.items()):
+        assert row["cells"][:3] == list(ast.literal_eval(key))
+        assert row["value"] == value
+        assert_number_cell(row["cells"][3], value)
+    bars = page.bars()
+    assert [bar["key"] for bar in bars] == list(data)
+    assert [bar["value"] for bar in bars] == list(data.values())
+    states = list(dict.fromkeys(ast.literal_eval(key)[0] for key in data))
+    panels = page.page.eval_on_selector_all("#result .chart-panel", "ps => ps.map(p => p.dataset.state)")
+    assert panels == states
+    for bar in bars:
+        _, category, segment = ast.literal_eval(bar["key"])
+        assert bar["label"].startswith(f"{category}, {segment}: ")
+    page.screenshot(artifacts / "browser-mean_by_category-desktop.png")
+
+
+def test_state_query_without_a_state_shows_the_reason_next_to_the_state(server, page_factory, artifacts):
+    page = page_factory()
+    page.select_dataset("default")
+    page.page.select_option("#question", OBESITY)
+    page.page.select_option("#query", "state_mean")
+    assert page.page.is_visible("#state")
+    assert page.page.input_value("#state") == ""
+    page.page.click("#submit")
+    error = page.page.locator("#state-field .field-error")
+    error.wait_for(state="visible")
+    status, reply = server.call("POST", "/api/state_mean", {"question": OBESITY, "dataset": "default"})
+    assert status == 400
+    assert error.inner_text() == reply["reason"]
+    assert page.page.get_attribute("#state", "aria-invalid") == "true"
+    assert "state-error" in page.page.get_attribute("#state", "aria-describedby")
+    assert page.page.evaluate("document.activeElement.id") == "state"
+    assert page.page.get_attribute("#job-status", "data-phase") == "refused"
+    for other in ("#question-error", "#years-error", "#submit-error", "#dataset-error"):
+        assert page.page.is_hidden(other)
+    page.screenshot(artifacts / "browser-state-error-desktop.png")
+
+    # Picking a state clears the error; the query then runs.
+    page.page.select_option("#state", "Ohio")
+    assert page.page.is_hidden("#state-error")
+    job_id = page.run("state_mean", OBESITY, "Ohio")
+    data = server.result(job_id)
+    assert list(data) == ["Ohio"]
+    assert_number_cell(page.page.inner_text("#result .big-number").split()[0], data["Ohio"])
+
+
+def test_bad_years_show_the_reason_next_to_the_years(server, page_factory):
+    page = page_factory()
+    page.select_dataset("default")
+    years = server.datasets()["default"]["years"]
+    if not years or years[0] == years[1]:
+        pytest.skip("the start-up data set has no range of years to invert")
+    page.page.select_option("#question", OBESITY)
+    page.page.select_option("#query", "states_mean")
+    page.page.select_option("#year-from", str(years[1]))
+    page.page.select_option("#year-to", str(years[0]))
+    page.page.click("#submit")
+    error = page.page.locator("#years-field .field-error")
+    error.wait_for(state="visible")
+    status, reply = server.call("POST", "/api/states_mean", {"question": OBESITY, "years": [years[1], years[0]]})
+    assert status == 400 and error.inner_text() == reply["reason"]
+
+
+def test_bad_csv_upload_shows_the_reason_next_to_the_file(server, page_factory, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1\n"
+        f"Ohio,{OBESITY},29.4,Total,Total\n"
+        f"Utah,{OBESITY},not-a-number,Total,Total\n"
+    )
+    status, reply = server.upload(bad)
+    assert status == 400, reply
+    page = page_factory()
+    before = server.datasets()
+    page.upload(bad)
+    error = page.page.locator("#file-field .field-error")
+    error.wait_for(state="visible")
+    assert error.inner_text() == reply["reason"]
+    assert "line" in reply["reason"]
+    assert page.page.get_attribute("#file", "aria-invalid") == "true"
+    assert server.datasets().keys() == before.keys()
+
+
+def test_delete_an_uploaded_data_set(server, page_factory, sample_rows):
+    page = page_factory()
+    dataset_id = uploaded_dataset(page, sample_rows)
+    assert page.page.is_visible("#delete-dataset")
+    dialogs = []
+    page.page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.page.click("#delete-dataset")  # asks first; dismissed, nothing happens
+    assert dialogs and dataset_id in dialogs[0]
+    assert dataset_id in server.datasets()
+    page.page.once("dialog", lambda dialog: dialog.accept())
+    page.page.click("#delete-dataset")
+    page.page.wait_for_function(
+        "(id) => ![...document.querySelectorAll('#dataset option')].some(o => o.value === id)", arg=dataset_id
+    )
+    assert dataset_id not in server.datasets()
+    assert page.page.input_value("#dataset") == "default"
+    assert page.page.is_hidden("#delete-dataset")  # the start-up data set cannot be deleted
+
+
+def test_keyboard_only(server, page_factory):
+    """Every control is reachable with Tab and the query runs with the keyboard alone."""
+    page = page_factory()
+    seen = []
+    for _ in range(30):
+        page.page.keyboard.press("Tab")
+        seen.append(page.page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    for control in ("dataset", "file", "upload-button", "question", "query", "year-from", "year-to", "submit"):
+        assert control in seen, (control, seen)
+    page.page.focus("#query")
+    page.page.keyboard.press("End")  # the last query: global_mean
+    assert page.page.input_value("#query") == "global_mean"
+    page.page.focus("#submit")
+    before = page.page.get_attribute("#job-status", "data-job-id")
+    page.page.keyboard.press("Enter")
+    page.page.wait_for_function(
+        "(before) => document.getElementById('job-status').dataset.phase === 'done' && document.getElementById('job-status').dataset.jobId !== before",
+        arg=before,
+    )
+    job_id = page.page.get_attribute("#job-status", "data-job-id")
+    question = page.page.input_value("#question")
+    assert server.result(job_id) == server.query("global_mean", {"question": question})
+
+
+def test_phone_width(server, page_factory, artifacts):
+    page = page_factory(width=375, height=812)
+    job_id = page.run("states_mean", OBESITY)
+    data = server.result(job_id)
+    assert [bar["key"] for bar in page.bars()] == list(data)
+    # One column: the results sit below the controls, and nothing makes the page scroll sideways.
+    controls = page.page.locator(".controls").bounding_box()
+    results = page.page.locator(".results").bounding_box()
+    assert results["y"] >= controls["y"] + controls["height"]
+    assert abs(results["x"] - controls["x"]) < 1
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(artifacts / "browser-states_mean-phone.png")
+
+
+TRICKY = [
+    ("Ohio", "Age (years)", "18 - 24"),
+    ("Ohio", "Income", "$75,000 or greater"),
+    ("Côte d'Ivoire", "it's", 'say "hi"'),
+    ("a, b", "(x)", "back\\slash"),
+    ("both ' and \"", "tab\there", "ünïcödé ✓"),
+    ("only",),
+]
+
+
+def test_tuple_keys_parse_like_python(server, page_factory):
+    """The page reads Python's str() of tuples, quotes, commas and escapes included."""
+    page = page_factory()
+    for items in TRICKY:
+        assert page.page.evaluate("(text) => LeStats.parsePyTuple(text)", str(items)) == list(items), str(items)
+    assert page.page.evaluate("(text) => LeStats.parsePyTuple(text)", "not a tuple") is None
+
+
+REASONS = [
+    ("the field 'state' is missing", "state"),
+    ("unknown state: 'Atlantis'", "state"),
+    (f"the state 'Guam' has no value for the question '{OBESITY}'", "state"),
+    ("unknown question: 'Percent of adults in a state of bliss'", "question"),
+    ("'years' must be [from, to]: two whole years, from <= to", "years"),
+    ("the data set 'x' has no YearStart/YearEnd columns to filter by", "years"),
+    ("unknown data set: 'nope'", "dataset"),
+    ("the field 'dataset' must be a string", "dataset"),
+    ("shutting down", "submit"),
+]
+
+
+def test_reasons_go_next_to_their_field(server, page_factory):
+    """Which field a 400's reason belongs to: quoted values (a question's text) do not mislead."""
+    page = page_factory()
+    for reason, field in REASONS:
+        assert page.page.evaluate("(reason) => LeStats.fieldForReason(reason)", reason) == field, reason
+
+
+def test_table_sorts_by_a_column_and_back(server, page_factory):
+    page = page_factory()
+    job_id = page.run("states_mean", OBESITY)
+    data = server.result(job_id)
+    header = page.page.locator("#result table thead th").nth(1)
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    assert [row["value"] for row in page.table_rows()] == sorted(data.values())
+    header.locator("button").press("Enter")
+    assert header.get_attribute("aria-sort") == "descending"
+    assert [row["value"] for row in page.table_rows()] == sorted(data.values(), reverse=True)
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") is None
+    assert [row["key"] for row in page.table_rows()] == list(data)
+
+
+def test_years_filter_is_sent_and_an_empty_result_is_said(server, page_factory):
+    years = server.datasets()["default"]["years"]
+    if not years:
+        pytest.skip("the start-up data set has no years")
+    page = page_factory()
+    page.page.select_option("#year-from", str(years[0]))
+    page.page.select_option("#year-to", str(years[0]))
+    job_id = page.run("states_mean", OBESITY)
+    assert server.result(job_id) == server.query("states_mean", {"question": OBESITY, "years": [years[0], years[0]]})
+    assert f"years {years[0]}–{years[0]}" in page.page.inner_text("#result table caption")
+    # A year with no value for the question: an empty result, said in words.
+    fruit = "Percent of adults who report consuming fruit less than one time daily"
+    empty = [year for year in range(years[0], years[1] + 1) if not server.query("states_mean", {"question": fruit, "years": [year, year]})]
+    if empty:
+        page.page.select_option("#year-from", str(empty[0]))
+        page.page.select_option("#year-to", str(empty[0]))
+        page.run("states_mean", fruit)
+        assert "empty" in page.page.inner_text("#result .empty")
+        assert page.page.locator("#result svg rect.bar").count() == 0
