@@ -82,7 +82,7 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         if failure:
             raise OSError(failure)
 
-    jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.results_ttl_s))
+    jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.keep_mb * 2**20, config.results_ttl_s))
     answers = Answers(AnswerCache(config.cache_entries, config.cache_mb * 2**20), lambda: host.ledger, jobs.finish)
     dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe, answers.learn)
     answers.dispatcher = dispatcher

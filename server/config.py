@@ -22,6 +22,7 @@ class Config:
     max_body: int = 1 * 2**20
     max_queued: int = 10_000
     keep_results: int = 100_000
+    keep_mb: int = 512
     results_ttl_s: float | None = None
     admin_token: str | None = None
     poll_grace_ms: float = 10.0
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--max-body", type=positive_int, default=2**20, help="largest request body in bytes (default 1 MiB)")
     parser.add_argument("--max-queued", type=positive_int, default=10_000, help="jobs queued or running at once; beyond it a query gets 503 (default 10000)")
     parser.add_argument("--keep-results", type=positive_int, default=100_000, help="finished jobs kept, newest first (default 100000)")
+    parser.add_argument("--keep-mb", type=positive_int, default=512, help="and at most this many MiB of them (default 512)")
     parser.add_argument("--results-ttl", type=float, default=None, metavar="SECONDS", help="also drop finished jobs older than this (default: keep)")
     parser.add_argument("--admin-token", default=os.environ.get("LESTATS_ADMIN_TOKEN") or None, help="require 'Authorization: Bearer TOKEN' on admin routes (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)")
     parser.add_argument("--poll-grace-ms", type=float, default=10.0, help="get_results on a running job answers when it finishes, or after this many ms (default 10; 0 answers at once)")
@@ -92,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_body=args.max_body,
         max_queued=args.max_queued,
         keep_results=args.keep_results,
+        keep_mb=args.keep_mb,
         results_ttl_s=args.results_ttl,
         admin_token=args.admin_token,
         poll_grace_ms=args.poll_grace_ms,

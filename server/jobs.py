@@ -5,8 +5,8 @@ round trip. Ids are reserved in the ledger a block ahead of use, so that after a
 starts beyond every id that may have been handed out and never issues one twice; the ledger also
 hears every few tens of ms how far ids were actually issued (`issued_up_to`).
 
-Retention keeps the newest `keep` jobs by id (and, with a time to live, only those finished within
-it). Expiry moves a watermark up through the ids, so "expired" (below the watermark) is told apart
+Retention keeps the newest `keep` jobs by id, whose replies add up to at most `max_bytes` (and, with
+a time to live, only those finished within it). Expiry moves a watermark up through the ids, so "expired" (below the watermark) is told apart
 from "never issued" (at or above the next id) without remembering every dropped id.
 """
 
@@ -32,6 +32,7 @@ Reserve = Callable[[int], Awaitable[None]]
 @dataclass(frozen=True)
 class Retention:
     keep: int = 100_000
+    max_bytes: int = 512 * 2**20
     ttl_s: float | None = None
 
 
@@ -45,12 +46,14 @@ class JobTable:
 
     def __init__(self, recovered: Recovered, reserve: Reserve, retention: Retention, block: int = 10_000) -> None:
         self.replies: dict[int, bytes] = {}
+        self.reply_bytes = 0
         self.statuses: dict[int, str] = {}
         self._finished_at: dict[int, float] = {}
         now = time.monotonic()
         for job_id in sorted(recovered.replies):
             status, reply = recovered.replies[job_id]
             self.replies[job_id], self.statuses[job_id], self._finished_at[job_id] = reply, status, now
+            self.reply_bytes += len(reply)
         self.first_id = recovered.next_id
         self.expired_below = recovered.expired_below
         self._next_id = recovered.next_id
@@ -103,12 +106,13 @@ class JobTable:
             self.running.discard(job_id)
             self.statuses[job_id] = status
             self.replies[job_id] = reply
+            self.reply_bytes += len(reply)
             self._finished_at[job_id] = now
             for waiter in self._waiters.pop(job_id, ()):
                 _wake(waiter)
         if not self.running:
             self._idle.set()
-        if len(self.replies) > self._retention.keep:
+        if len(self.replies) > self._retention.keep or self.reply_bytes > self._retention.max_bytes:
             self.expire()
 
     def expire(self) -> int:
@@ -119,13 +123,13 @@ class JobTable:
         while self.expired_below < self._next_id and self.expired_below not in self.running:
             job_id = self.expired_below
             finished_at = self._finished_at.get(job_id)
-            too_many = len(self.replies) > keep
+            too_many = len(self.replies) > keep or self.reply_bytes > self._retention.max_bytes
             if finished_at is None:  # an id skipped after a crash: never issued
                 if not too_many:
                     break
             elif not (too_many or (oldest_kept is not None and finished_at < oldest_kept)):
                 break
-            self.replies.pop(job_id, None)
+            self.reply_bytes -= len(self.replies.pop(job_id, b""))
             self.statuses.pop(job_id, None)
             self._finished_at.pop(job_id, None)
             self.expired_below += 1

@@ -67,6 +67,7 @@ class Service:
                 "next_id": self.jobs.next_id,
                 "issued_recorded_up_to": self.issued_recorded,
                 "kept_results": len(self.jobs.replies),
+                "kept_bytes": self.jobs.reply_bytes,
                 "expired_below": self.jobs.expired_below,
             },
             "ledger": ledger,

@@ -14,7 +14,7 @@ Journal lines (one orjson object per line, each written with a single `write`):
 A torn last line (a crash mid-write) fails to parse and is cut off at the next start. A job that
 was issued but has no reply at a start was cut short by a crash: the ledger journals it then as
 an error, "interrupted by a restart", so it is a finished job like any other from then on. When expired
-jobs make up most of the file, it is rewritten (to a temporary file, then renamed over it).
+jobs make up at least half of the file, it is rewritten (to a temporary file, then renamed over it).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class Ledger:
         self._write_error: str | None = None
         self._reserved = 0
         self._expired_below = 1
+        self._compacted_size = 0
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._recovered = replay(self._path)
@@ -161,7 +162,7 @@ class Ledger:
             for job_id in [job for job in self._states if job < watermark]:
                 del self._states[job_id]
             error = self._append(orjson.dumps({"expired_below": watermark}) + b"\n")
-            if error is None and self._size() > COMPACT_AT_BYTES:
+            if error is None and self._size() > max(COMPACT_AT_BYTES, 2 * self._compacted_size):
                 error = self._compact()
             return error
 
@@ -241,5 +242,6 @@ class Ledger:
         os.close(self._fd)
         self._fd = -1
         self._open()
+        self._compacted_size = self._size()
         return None
 

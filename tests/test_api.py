@@ -16,15 +16,17 @@ import re
 import signal
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, SHARED_DATA_DIR
 from reference import QUERY_NAMES, QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
 from server.app import create_app
 from server.config import Config
 
 SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
+ASSIGNMENT_SAMPLE = SHARED_DATA_DIR / "assignment-sample-rows.csv"
 
 OBESITY = "Percent of adults aged 18 years and older who have obesity"  # lower is better
 MUSCLE = "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week"  # higher
@@ -625,3 +627,50 @@ async def test_a_stop_with_jobs_in_flight_drains_them_before_the_restart(tmp_pat
             reply = await (await client.get(f"/api/get_results/{job_id}")).json()
             assert reply["status"] == "done", (job_id, reply)
         assert await submit(client, "global_mean", {"question": OBESITY}) == f"job_id_{len(ids) + 1}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets (an extension): an upload answers exactly as the same file loaded at start
+
+
+async def test_an_uploaded_data_set_answers_as_the_same_file_loaded_at_start(make_client):
+    if not ASSIGNMENT_SAMPLE.exists():
+        pytest.skip(f"{ASSIGNMENT_SAMPLE} is absent")
+    client = await make_client(data=ASSIGNMENT_SAMPLE)
+    form = aiohttp.FormData()
+    form.add_field("file", ASSIGNMENT_SAMPLE.read_bytes(), filename=ASSIGNMENT_SAMPLE.name, content_type="text/csv")
+    response = await client.post("/api/datasets", data=form)
+    assert response.status == 200, await response.text()
+    uploaded = (await response.json())["dataset"]
+    listed = {entry["dataset"]: entry for entry in (await (await client.get("/api/datasets")).json())["datasets"]}
+    assert listed[uploaded]["questions"] == listed["default"]["questions"]
+    assert listed[uploaded]["states"] == listed["default"]["states"]
+    rows = load_rows(ASSIGNMENT_SAMPLE)
+    for question in listed["default"]["questions"]:
+        states = sorted({row["LocationDesc"] for row in rows if row["Question"] == question and row["Data_Value"] is not None})
+        for query in QUERY_NAMES:
+            body = {"question": question}
+            if query in STATE_QUERIES:
+                body["state"] = states[0]
+            if query in ("best5", "worst5") and question not in (*QUESTIONS_BEST_IS_MIN, *QUESTIONS_BEST_IS_MAX):
+                continue
+            at_start = await run_query(client, query, body)
+            assert await run_query(client, query, {**body, "dataset": uploaded}) == at_start, (query, body)
+
+
+async def test_an_upload_is_kept_across_a_restart_and_can_be_removed(make_client, tmp_path):
+    if not ASSIGNMENT_SAMPLE.exists():
+        pytest.skip(f"{ASSIGNMENT_SAMPLE} is absent")
+    client = await make_client()
+    response = await client.post("/api/datasets", data=ASSIGNMENT_SAMPLE.read_bytes(), headers={"Content-Type": "text/csv"})
+    uploaded = (await response.json())["dataset"]
+    body = {"question": OBESITY, "dataset": uploaded}
+    before = await run_query(client, "states_mean", body)
+    await client.close()
+
+    client = await make_client()
+    assert await run_query(client, "states_mean", body) == before
+    assert (await client.delete("/api/datasets/default")).status == 400
+    assert (await client.delete(f"/api/datasets/{uploaded}")).status == 200
+    await expect_error(await client.post("/api/states_mean", json=body), 400)
+    assert (await client.delete(f"/api/datasets/{uploaded}")).status == 404
