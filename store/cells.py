@@ -51,47 +51,70 @@ class Catalog:
         return tuple(f"{category!r}, {segment!r}" for category, segment in self.strata)
 
 
+def group(key: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of `key` (all in [0, space)), ascending, and each row's index into them.
+
+    When the key space is not much larger than the rows, a table of size `space` groups in linear
+    time (5 million rows in a fraction of a second); otherwise `np.unique` sorts.
+    """
+    if space <= max(4 * len(key), 1 << 20):
+        seen = np.zeros(space, dtype=bool)
+        seen[key] = True
+        distinct = np.flatnonzero(seen)
+        index = np.zeros(space, dtype=np.int64)
+        index[distinct] = np.arange(len(distinct))
+        return distinct, index[key]
+    return np.unique(key, return_inverse=True)
+
+
+def compact(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Small codes for a year column (NO_YEAR or 0-9999): (distinct years, codes)."""
+    distinct, codes = group(years.astype(np.int64) - NO_YEAR, 10_001 - NO_YEAR)
+    return distinct + NO_YEAR, codes
+
+
 def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict[str, np.ndarray]]:
-    """Group the rows into cells; rows with a missing value add nothing and are dropped."""
+    """Group the rows into cells; rows with a missing value add nothing and are dropped.
+
+    A cell's key is one integer (question, state, stratum, years, mixed radix), in that order, so
+    ascending keys sort cells by question first and the grouping is a single pass.
+    """
     present = ~np.isnan(columns.values)
-    question = columns.questions.codes[present].astype(np.int64)
-    state = columns.states.codes[present].astype(np.int64)
     values = columns.values[present]
-
     strata, stratum = _strata(columns)
-    stratum = stratum[present].astype(np.int64)
     if columns.year_start is not None and columns.year_end is not None:
-        year_start = columns.year_start[present].astype(np.int64)
-        year_end = columns.year_end[present].astype(np.int64)
+        starts_seen, year_start = compact(columns.year_start[present])
+        ends_seen, year_end = compact(columns.year_end[present])
     else:
-        year_start = year_end = np.full(len(values), NO_YEAR, dtype=np.int64)
+        starts_seen = ends_seen = np.array([NO_YEAR], dtype=np.int64)
+        year_start = year_end = np.zeros(len(values), dtype=np.int64)
+    radix = (len(columns.states.names), len(strata) + 1, len(starts_seen), len(ends_seen))
+    key = columns.questions.codes[present].astype(np.int64)
+    for size, part in zip(radix, (columns.states.codes[present], stratum[present] + 1, year_start, year_end)):
+        key = key * size + part
+    space = len(columns.questions.names)
+    for size in radix:
+        space *= size
+    cell_keys, cell_of_row = group(key, max(space, 1))
 
-    order = np.lexsort((year_end, year_start, stratum, state, question))
-    keys = (question, state, stratum, year_start, year_end)
-    changes = np.zeros(len(order), dtype=bool)
-    changes[:1] = True
-    for part in keys:
-        sorted_part = part[order]
-        changes[1:] |= sorted_part[1:] != sorted_part[:-1]
-    starts = np.flatnonzero(changes)
-    first_row = order[starts]
-    cell_of_row = np.empty(len(order), dtype=np.int64)
-    cell_of_row[order] = np.cumsum(changes) - 1
-    cells = len(starts)
-
-    cell_question = question[first_row]
+    digits = []
+    for size in reversed(radix):
+        cell_keys, digit = np.divmod(cell_keys, size)
+        digits.append(digit)
+    year_end_code, year_start_code, stratum_code, state_code = digits
+    cell_question = cell_keys
     arrays = {
-        "question_start": np.searchsorted(
-            cell_question, np.arange(len(columns.questions.names) + 1)
-        ).astype(np.int64),
-        "state": state[first_row].astype(np.int32),
-        "stratum": stratum[first_row].astype(np.int32),
-        "year_start": year_start[first_row].astype(np.int16),
-        "year_end": year_end[first_row].astype(np.int16),
-        "sum": np.bincount(cell_of_row, weights=values, minlength=cells),
-        "count": np.bincount(cell_of_row, minlength=cells).astype(np.float64),
+        "question_start": np.searchsorted(cell_question, np.arange(len(columns.questions.names) + 1)).astype(np.int64),
+        "state": state_code.astype(np.int32),
+        "stratum": (stratum_code - 1).astype(np.int32),
+        "year_start": starts_seen[year_start_code].astype(np.int16),
+        "year_end": ends_seen[year_end_code].astype(np.int16),
+        "sum": np.bincount(cell_of_row, weights=values, minlength=len(cell_question)),
+        "count": np.bincount(cell_of_row, minlength=len(cell_question)).astype(np.float64),
     }
-    years = year_start[year_start != NO_YEAR]
+    states = len(columns.states.names)
+    answered = np.unique(cell_question * states + state_code)
+    years = starts_seen[starts_seen != NO_YEAR]
     catalog = Catalog(
         name=name,
         source=source,
@@ -99,8 +122,8 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         questions=columns.questions.names,
         states=columns.states.names,
         strata=strata,
-        year_range=(int(years.min()), int(year_end.max())) if len(years) else None,
-        answered=frozenset(zip(cell_question.tolist(), arrays["state"].tolist())),
+        year_range=(int(years.min()), int(ends_seen.max())) if len(years) else None,
+        answered=frozenset(zip((answered // states).tolist(), (answered % states).tolist())),
     )
     return catalog, arrays
 
@@ -111,7 +134,7 @@ def _strata(columns: Columns) -> tuple[tuple[tuple[str, str], ...], np.ndarray]:
     pair = categories.codes.astype(np.int64) * len(segments.names) + segments.codes
     usable = np.array([name != "" for name in categories.names], dtype=bool)[categories.codes]
     usable &= np.array([name != "" for name in segments.names], dtype=bool)[segments.codes]
-    distinct, inverse = np.unique(pair[usable], return_inverse=True)
+    distinct, inverse = group(pair[usable], max(len(categories.names) * len(segments.names), 1))
     stratum = np.full(len(pair), NO_STRATUM, dtype=np.int32)
     stratum[usable] = inverse
     names = tuple(
