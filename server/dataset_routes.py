@@ -8,6 +8,7 @@ query routes' small body limit would refuse any real file.
 from __future__ import annotations
 
 import logging
+from typing import Awaitable, Callable
 
 import orjson
 from aiohttp import BodyPartReader, web
@@ -27,7 +28,8 @@ class TooLarge(Exception):
     """The upload is over the limit."""
 
 
-async def read_limited(part: BodyPartReader | web.StreamResponse, limit: int, read_chunk) -> bytes:
+async def read_limited(read_chunk: Callable[[], Awaitable[bytes]], limit: int) -> bytes:
+    """Read chunk by chunk, refusing as soon as the total passes `limit`."""
     chunks, size = [], 0
     while chunk := await read_chunk():
         size += len(chunk)
@@ -43,10 +45,10 @@ async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
         reader = await request.multipart()
         async for part in reader:
             if isinstance(part, BodyPartReader) and part.name == "file":
-                content = await read_limited(part, limit, lambda: part.read_chunk(2**16))
+                content = await read_limited(lambda: part.read_chunk(2**16), limit)
                 return content, part.filename or "upload.csv"
         raise DataFileError("the form has no 'file' field with the CSV")
-    content = await read_limited(request, limit, lambda: request.content.read(2**16))
+    content = await read_limited(lambda: request.content.read(2**16), limit)
     return content, request.query.get("name", "upload.csv")
 
 

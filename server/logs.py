@@ -14,6 +14,7 @@ from pathlib import Path
 
 LOGGER_NAME = "lestats"
 CALLS_LOGGER = "lestats.http"
+STOP = None  # what QueueListener.stop() puts on the queue
 FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 
 
@@ -43,9 +44,12 @@ class BatchedRotatingFileHandler(RotatingFileHandler):
         """Flushing happens in `flush_batch`, called by the listener when the queue runs dry."""
 
     def flush_batch(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             if self.stream is not None:
                 self.stream.flush()
+        finally:
+            self.release()
 
     def close(self) -> None:
         self.flush_batch()
@@ -61,22 +65,26 @@ class BatchingQueueListener(QueueListener):
 
     pause_s = 0.05
 
+    def __init__(self, records: queue.SimpleQueue, *handlers: logging.Handler) -> None:
+        super().__init__(records, *handlers, respect_handler_level=True)
+        self.records = records
+
     def _monitor(self) -> None:
         while True:
             record = self.dequeue(True)
             batch = [record]
-            while record is not self._sentinel and not self.queue.empty():
+            while record is not STOP and not self.records.empty():
                 record = self.dequeue(False)
                 batch.append(record)
             for item in batch:
                 if type(item) is tuple:
                     item = call_record(*item)
-                if item is not self._sentinel:
+                if item is not STOP:
                     self.handle(item)
             for handler in self.handlers:
                 if isinstance(handler, BatchedRotatingFileHandler):
                     handler.flush_batch()
-            if batch[-1] is self._sentinel:
+            if batch[-1] is STOP:
                 return
             time.sleep(self.pause_s)
 
@@ -84,7 +92,6 @@ class BatchingQueueListener(QueueListener):
 class UTCFormatter(logging.Formatter):
     """ISO 8601 UTC timestamps, the date part formatted once per second rather than per record."""
 
-    converter = time.gmtime
     _second = -1
     _stamp = ""
 
@@ -138,7 +145,7 @@ def start_logging(path: Path, calls: CallLog, max_bytes: int = 20 * 2**20, backu
     file_handler = BatchedRotatingFileHandler(path, max_bytes, backups)
     file_handler.setFormatter(formatter)
     records = calls.records
-    listener = BatchingQueueListener(records, file_handler, respect_handler_level=True)
+    listener = BatchingQueueListener(records, file_handler)
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO)
     logger.propagate = False

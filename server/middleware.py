@@ -6,7 +6,7 @@ import logging
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from server.config import Config
 from server.logs import CallLog
@@ -34,7 +34,7 @@ def _reason(error: web.HTTPException, max_body: int) -> str:
     return error.text or error.reason
 
 
-def json_errors(config: Config) -> web.middleware:
+def json_errors(config: Config) -> Middleware:
     """Turn aiohttp's plain-text errors (404, 405, 413, ...) and crashes into JSON error replies."""
 
     @web.middleware
@@ -56,7 +56,7 @@ def json_errors(config: Config) -> web.middleware:
 QUERY_ROUTE = "query"
 
 
-def log_calls(config: Config, calls: CallLog) -> web.middleware:
+def log_calls(config: Config, calls: CallLog) -> Middleware:
     """Entry with the parameters (a query's JSON body, when small and within the limit), exit with
     the status. A body the handler must refuse (over the limit, or sent chunked) is left to it, and
     so is any other body (an upload is streamed by its handler)."""

@@ -103,7 +103,7 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         digits.append(digit)
     year_end_code, year_start_code, stratum_code, state_code = digits
     cell_question = cell_keys
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "question_start": np.searchsorted(cell_question, np.arange(len(columns.questions.names) + 1)).astype(np.int64),
         "state": state_code.astype(np.int32),
         "stratum": (stratum_code - 1).astype(np.int32),

@@ -46,7 +46,7 @@ class LedgerHost:
         manager = LedgerManager(ctx=process_context())
         manager.start(_leave_signals_to_the_server)
         self._manager = manager
-        self.ledger = manager.Ledger(self._state_dir, server_start)
+        self.ledger = manager.Ledger(self._state_dir, server_start)  # type: ignore[attr-defined]  # registered below
 
     @property
     def pid(self) -> int | None:
