@@ -7,6 +7,7 @@ with a DataFileError naming the file, the column and the line.
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,186 @@ def test_a_good_file_after_a_refused_one_still_loads(tmp_path):
     refusal(write(tmp_path, f"{FIVE}\nabc,Total,{OBESITY},Total,Ohio\n", name="bad.csv"))
     columns = read_columns(write(tmp_path, f"{FIVE}\n1.0,Total,{OBESITY},Total,Ohio\n", name="good.csv"))
     assert columns.values.dtype == np.float64 and columns.values.tolist() == [1.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The pyarrow reader: the same columns as a plain csv-module parse, at every size and layout
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.csv"
+# About 9 MB: more than two of the loader's 4 MiB read blocks, so that the file is cut in blocks.
+ROWS = 80_000
+
+
+def reference_columns(path):
+    """What the loader must give for a valid file, computed row by row with the csv module."""
+    with open(path, newline="", encoding="utf-8-sig") as stream:
+        records = list(csv.DictReader(stream))
+    return {
+        "states": [r["LocationDesc"] for r in records],
+        "questions": [r["Question"] for r in records],
+        "categories": [r["StratificationCategory1"] for r in records],
+        "segments": [r["Stratification1"] for r in records],
+        "values": [float(r["Data_Value"]) if r["Data_Value"].strip() else math.nan for r in records],
+        "year_start": [int(r["YearStart"]) if r["YearStart"] else -1 for r in records] if "YearStart" in records[0] else None,
+    }
+
+
+def assert_matches_reference(columns, path):
+    expected = reference_columns(path)
+    for name in ("states", "questions", "categories", "segments"):
+        coded = getattr(columns, name)
+        assert coded.names == tuple(sorted(set(expected[name]))), f"{name}: names are the sorted distinct strings"
+        assert coded.codes.dtype == np.int32
+        assert column_values(columns, name) == expected[name], name
+    assert columns.values.dtype == np.float64
+    np.testing.assert_array_equal(columns.values, np.array(expected["values"]))
+    if expected["year_start"] is None:
+        assert columns.year_start is None
+    else:
+        assert columns.year_start.dtype == np.int16
+        assert columns.year_start.tolist() == expected["year_start"]
+
+
+def big_file(tmp_path, row, rows=ROWS, name="big.csv", newline="\n", header=None):
+    """`rows` rows made by row(i), behind the header, each line ended by `newline`."""
+    header = header or "YearStart,YearEnd,LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1"
+    lines = [header] + [row(i) for i in range(rows)]
+    return write(tmp_path, newline.join(lines) + newline, name=name)
+
+
+def cdc_row(i, segment=None, value=None):
+    """Row i of a made-up file: four states, two questions, quoted commas, some missing values."""
+    state = ("Ohio", "Utah", "Iowa", "Guam")[i % 4]
+    if segment is None:
+        segment = '"$75,000 or greater"' if i % 3 else "Total"
+    if value is None:
+        value = "" if i % 11 == 0 else f"{(i % 800) / 10 + 1:.1f}"
+    return f"{2011 + i % 12},{2011 + i % 12},{state},{(OBESITY, MUSCLE)[i % 2]},{value},Income,{segment}"
+
+
+def test_sample_csv_loads_as_the_csv_module_reads_it():
+    assert_matches_reference(read_columns(SAMPLE), SAMPLE)
+    assert_matches_reference(parse_bytes(SAMPLE.read_bytes(), "sample.csv"), SAMPLE)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_a_file_of_many_blocks_loads_with_any_line_end(tmp_path, newline):
+    path = big_file(tmp_path, cdc_row, newline=newline)
+    assert path.stat().st_size > 8 << 20
+    columns = read_columns(path)
+    assert columns.rows == ROWS
+    assert_matches_reference(columns, path)
+    assert not any(name.endswith("\r") for name in columns.segments.names)
+
+
+def test_quoted_line_breaks_load_wherever_the_read_blocks_end(tmp_path):
+    """Every row's segment holds a line break, so some block of the file ends inside a quoted
+    field: the reader must notice and not cut a row in two."""
+    path = big_file(tmp_path, lambda i: cdc_row(i, segment='"two\nlines"'))
+    columns = read_columns(path)
+    assert columns.rows == ROWS
+    assert columns.segments.names == ("two\nlines",)
+    assert_matches_reference(columns, path)
+
+
+def test_a_quoted_line_break_in_the_first_column_is_not_misread(tmp_path):
+    """The case pyarrow's fast chunker gets wrong without an error: cut inside the first field,
+    a block starts with 'State 5",Q,...', which has the right number of fields (measured with
+    pyarrow 26: a state 'State 5"' appears and the row cut in two is lost)."""
+    header = "LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1"
+    path = big_file(tmp_path, lambda i: f'"Ohio\nState {i % 7}",{OBESITY},1.5,Total,Total', rows=150_000, header=header)
+    columns = read_columns(path)
+    assert columns.rows == 150_000
+    assert columns.states.names == tuple(f"Ohio\nState {i}" for i in range(7))
+    assert np.bincount(columns.states.codes).tolist() == [150_000 // 7 + (i < 150_000 % 7) for i in range(7)]
+
+
+def test_blank_lines_between_rows_are_skipped(tmp_path):
+    path = big_file(tmp_path, lambda i: cdc_row(i) + ("\n" if i % 1000 == 0 else ""))
+    columns = read_columns(path)
+    assert columns.rows == ROWS
+    assert_matches_reference(columns, path)
+
+
+def test_the_line_of_a_bad_value_deep_in_a_big_file(tmp_path):
+    """Line numbers count the header, the extra line of a quoted line break and blank lines."""
+    bad_row = 70_000
+
+    def row(i):
+        if i == 5:
+            return cdc_row(i, segment='"a\nb"') + "\n"
+        return cdc_row(i, value="5.1.") if i == bad_row else cdc_row(i)
+
+    path = big_file(tmp_path, row)
+    line = bad_row + 1 + 1 + 1 + 1  # 0-based row, the header, one quoted line break, one blank line
+    assert ",5.1.," in path.read_text().split("\n")[line - 1]
+    message = refusal(path)
+    assert f"line {line}," in message, message
+    assert "Data_Value" in message and str(path) in message and "'5.1.'" in message
+
+
+def test_the_line_of_a_bad_year_deep_in_a_file_of_one_line_per_row(tmp_path):
+    bad_row = 70_000
+    path = big_file(tmp_path, lambda i: "2O15" + cdc_row(i)[4:] if i == bad_row else cdc_row(i))
+    assert path.read_text().split("\n")[bad_row + 1].startswith("2O15,")
+    message = refusal(path)
+    assert f"line {bad_row + 2}," in message and "YearStart" in message and "'2O15'" in message, message
+
+
+def test_empty_segments_stay_empty_strings_and_counts_are_kept(tmp_path):
+    path = write(tmp_path, f"{FIVE}\n1.5,,{OBESITY},,Ohio\n2.5,Total,{OBESITY},Total,Ohio\n")
+    columns = read_columns(path)
+    assert columns.categories.names == ("", "Total") and columns.segments.names == ("", "Total")
+    assert columns.categories.codes.tolist() == [0, 1]
+    dataset = load_dataset(path)
+    try:
+        assert dataset.catalog.strata == (("Total", "Total"),)
+        assert int(dataset.arrays["count"].sum()) == 2, "a row without a stratum still counts"
+    finally:
+        dataset.close()
+
+
+def test_spaces_around_a_number_and_an_empty_year_load(tmp_path):
+    path = write(
+        tmp_path,
+        f"YearStart,YearEnd,{FIVE}\n"
+        f"2015,2015, 30.5 ,Total,{OBESITY},Total,Ohio\n"
+        f",,+2e1,Total,{OBESITY},Total,Utah\n",
+    )
+    columns = read_columns(path)
+    assert columns.values.tolist() == [30.5, 20.0]
+    assert columns.year_start.tolist() == [2015, -1] and columns.year_end.tolist() == [2015, -1]
+
+
+def test_a_header_only_file_loads_with_no_rows(tmp_path):
+    columns = read_columns(write(tmp_path, f"{FIVE}\n"))
+    assert columns.rows == 0 and columns.states.names == () and columns.values.dtype == np.float64
+
+
+def test_a_value_too_large_for_a_float_is_refused_naming_the_line(tmp_path):
+    path = write(tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n1e999,Total,{OBESITY},Total,Ohio\n", name="huge.csv")
+    message = refusal(path)
+    assert str(path) in message and "Data_Value" in message and "line 3" in message and "1e999" in message
+
+
+@pytest.mark.parametrize("bad", ["20x5", "nan", "-3", "99999"])
+def test_a_bad_year_is_refused_naming_the_column_and_line(tmp_path, bad):
+    path = write(
+        tmp_path,
+        f"YearStart,YearEnd,{FIVE}\n2015,2015,1.5,Total,{OBESITY},Total,Ohio\n2015,{bad},1.5,Total,{OBESITY},Total,Ohio\n",
+        name="year.csv",
+    )
+    message = refusal(path)
+    assert str(path) in message and "YearEnd" in message and "line 3" in message and bad in message
+
+
+def test_a_row_longer_than_the_header_is_refused_naming_the_line(tmp_path):
+    path = write(tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n30.5,Total,{OBESITY},Total,Ohio,extra\n", name="long.csv")
+    message = refusal(path)
+    assert str(path) in message and "line 3" in message
+
+
+def test_a_missing_file_and_a_directory_are_refused_naming_them(tmp_path):
+    for path in (tmp_path / "absent.csv", tmp_path):
+        message = refusal(path)
+        assert str(path) in message
