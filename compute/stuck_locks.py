@@ -1,16 +1,16 @@
-"""Free a pool queue lock that a killed worker was holding.
+"""Tell when a pool can no longer move jobs: a queue lock held by a dead worker, a dead result thread.
 
 A Pool worker waits for its next task inside the task queue's read lock, and sends each result
 inside the result queue's write lock. A worker SIGKILLed while holding either takes the lock to its
 grave: every other worker then waits on it forever, and so does `Pool.terminate()`. This is the
-long-standing CPython issue behind "a killed worker hangs the pool".
+long-standing CPython issue behind "a killed worker hangs the pool". Releasing the lock for the
+dead is not enough: a worker killed in the middle of a read or a write also leaves a torn message
+in the pipe (a large result takes many writes), which breaks the next reader.
 
-The rule used here is safe because of what a live holder does: a live worker holding the read lock
-reads a waiting task within microseconds, and a live worker holding the write lock finishes a
-send within milliseconds. So a lock that stays held, after a worker death, for `patience` checks in
-a row (with a task waiting, for the read lock) is held by the dead and is released for it.
-(A worker killed in the middle of a read or a write can still tear that one message; that window
-is a few microseconds wide and is not covered.)
+So the pool is declared broken, and the supervisor replaces it, when after a worker death a lock
+stays held for `patience` checks in a row (with a task waiting, for the read lock: a live holder
+reads a waiting task within microseconds), or when the pool's result thread has died (it dies on a
+torn result).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ class _Watched:
 
 
 @dataclass
-class StuckLockWatch:
-    """Call `worker_died()` on each death and `check()` periodically; it returns what it freed."""
+class BrokenPoolWatch:
+    """Call `worker_died()` on each death and `check()` periodically: it says why the pool is
+    broken, or None."""
 
     pool: Pool
     patience: int = 4
@@ -48,8 +49,9 @@ class StuckLockWatch:
             watched.suspect = True
             watched.held_checks = 0
 
-    def check(self) -> list[str]:
-        freed = []
+    def check(self) -> str | None:
+        if not self.pool._result_handler.is_alive():  # type: ignore[attr-defined]
+            return "the pool's result thread died (a torn result from a killed worker)"
         for name, watched in self._watched.items():
             if not watched.suspect:
                 continue
@@ -60,7 +62,5 @@ class StuckLockWatch:
                 continue
             watched.held_checks += 1
             if watched.held_checks >= self.patience:
-                watched.lock.release()
-                watched.suspect = False
-                freed.append(name)
-        return freed
+                return f"the pool's {name} is held by a dead worker"
+        return None

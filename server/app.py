@@ -26,7 +26,7 @@ from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
-from server.supervise import expire_results, record_issued, supervise
+from server.supervise import dispose, expire_results, record_issued, supervise
 from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
 
@@ -99,10 +99,10 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     await jobs.drained()
     service.dispatcher.close()
     if service.dispatcher.batches_lost:
-        await asyncio.to_thread(service.pool.terminate)  # close() would wait forever for a task a dead worker took
+        await asyncio.to_thread(dispose, service.pool)  # close() would wait forever for a task a dead worker took
     else:
         service.pool.close()
-    await asyncio.to_thread(service.pool.join)
+        await asyncio.to_thread(service.pool.join)
     for duty in duties:
         duty.cancel()
     try:

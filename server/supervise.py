@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from multiprocessing.pool import Pool
 from typing import AsyncIterator, Callable
 
 from compute.dispatch import Dispatcher
 from compute.pool import start_pool
-from compute.stuck_locks import StuckLockWatch
+from compute.stuck_locks import BrokenPoolWatch
 from server.service import Service
 
 log = logging.getLogger("lestats.supervise")
@@ -18,48 +20,76 @@ LEDGER_RESTARTING = "the job ledger process stopped; it is being restarted"
 
 async def supervise(service: Service, workers: int, interval_s: float = 0.05) -> None:
     """Every tick: a worker pid gone means its unfinished jobs go out again (the pool starts the
-    replacement) and any queue lock it held is freed; a dead manager is restarted."""
-    locks = StuckLockWatch(service.pool)
+    replacement); a pool that can no longer move jobs is replaced; a dead manager is restarted."""
+    watch = BrokenPoolWatch(service.pool)
     known = set(service.worker_pids())
     while True:
         await asyncio.sleep(interval_s)
         if not service.ledger_host.alive():
             await restart_ledger(service, workers)
-            locks, known = StuckLockWatch(service.pool), set(service.worker_pids())
+        elif broken := watch.check():
+            log.error("%s; replacing the pool", broken)
+            await replace_pool(service, workers)
+        else:
+            current = set(service.worker_pids())
+            if dead := known - current:
+                watch.worker_died()
+                retried = service.dispatcher.worker_died()
+                log.error("worker(s) %s died; %d unfinished jobs sent again", sorted(dead), retried)
+            if service.dispatcher.parked:
+                service.dispatcher.resend_parked()
+            known = current
             continue
-        current = set(service.worker_pids())
-        dead = known - current
-        if dead:
-            locks.worker_died()
-            retried = service.dispatcher.worker_died()
-            log.error("worker(s) %s died; %d unfinished jobs sent again", sorted(dead), retried)
-        for name in locks.check():
-            log.error("freed the pool's %s, left held by a dead worker", name)
-        if service.dispatcher.parked:
-            service.dispatcher.resend_parked()
-        known = current
+        watch, known = BrokenPoolWatch(service.pool), set(service.worker_pids())
 
 
 async def restart_ledger(service: Service, workers: int) -> None:
     """Refuse queries (503) while a new manager replays the journal; then give the pool a new
-    ledger by starting a new pool, and move every unanswered job over to it."""
+    ledger by starting a new pool."""
     service.unavailable = LEDGER_RESTARTING
     log.error("the ledger's manager process (pid %s) died; restarting it", service.ledger_host.pid)
     await asyncio.to_thread(service.ledger_host.restart)
-    old_pool, old_dispatcher = service.pool, service.dispatcher
+    await replace_pool(service, workers)
+    service.unavailable = None
+    log.error("the ledger is back (pid %s); jobs continue on a new pool", service.ledger_host.pid)
+
+
+async def replace_pool(service: Service, workers: int) -> None:
+    """Start a new pool, move every unanswered job to it, and dispose of the old one in the
+    background (disposing can take seconds; meanwhile the new pool must be watched)."""
     registry = service.registry
     pool = await asyncio.to_thread(start_pool, workers, service.ledger, registry.published())
     dispatcher = Dispatcher(
         pool, workers, asyncio.get_running_loop(), service.jobs.finish, registry.describe, service.answers.learn
     )
+    old_pool, old_dispatcher = service.pool, service.dispatcher
     for job_id, query in old_dispatcher.take_unfinished():
         dispatcher.submit(job_id, query)
     service.pool, service.dispatcher = pool, dispatcher
     service.answers.dispatcher = dispatcher
+    service.pools_replaced += 1
     old_dispatcher.close()
-    await asyncio.to_thread(old_pool.terminate)
-    service.unavailable = None
-    log.error("the ledger is back (pid %s); jobs continue on a new pool", service.ledger_host.pid)
+    threading.Thread(target=dispose, args=(old_pool,), name="dispose-pool", daemon=True).start()
+
+
+def dispose(pool: Pool) -> None:
+    """Stop a pool that may be wedged: terminate() first stops it from starting new workers, but
+    may then wait forever on a lock a dead worker held; once its workers are killed nobody else
+    uses its queues, so the locks can be released for it."""
+    workers = list(pool._pool)  # type: ignore[attr-defined]
+    stopper = threading.Thread(target=pool.terminate, name="terminate-pool", daemon=True)
+    stopper.start()
+    stopper.join(timeout=1.0)
+    if not stopper.is_alive():
+        return
+    for worker in workers:
+        worker.kill()
+    for lock in (pool._inqueue._rlock, pool._outqueue._wlock):  # type: ignore[attr-defined]
+        if lock._semlock._get_value() == 0:
+            lock.release()
+    stopper.join(timeout=5.0)
+    if stopper.is_alive():
+        log.error("the old pool did not stop; its threads are left behind")
 
 
 async def tell_ledger(name: str, interval_s: float, mark: Callable[[], int], tell: Callable[[int], str | None]) -> AsyncIterator[int]:

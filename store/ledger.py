@@ -102,7 +102,7 @@ class Ledger:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._recovered = replay(self._path)
         except OSError as error:
-            self._write_error = f"cannot read the journal {self._path}: {error}"
+            self._failed(f"cannot read the journal {self._path}: {error}")
             self._recovered = Recovered()
         self._expired_below = self._recovered.expired_below
         self._reserved = self._recovered.next_id - 1
@@ -134,6 +134,7 @@ class Ledger:
         with self._lock:
             error = self._append(lines)
             if error is None:
+                self._write_error = None  # results are being saved again
                 for job_id, status, _ in replies:
                     self._states[job_id] = status
         return error
@@ -172,7 +173,7 @@ class Ledger:
                 "journal": str(self._path),
                 "journal_bytes": self._size(),
                 "finished": len(self._states),
-                "write_error": self._write_error,
+                "write_error": self.recent_write_error(),
             }
 
     def close(self, next_id: int) -> str | None:
@@ -188,7 +189,7 @@ class Ledger:
         try:
             self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as error:
-            self._write_error = f"cannot open the journal {self._path}: {error}"
+            self._failed(f"cannot open the journal {self._path}: {error}")
             return False
         return True
 
@@ -199,23 +200,31 @@ class Ledger:
             return 0
 
     def _append(self, data: bytes) -> str | None:
-        """One write per call, so a crash tears at most the last line; undo a short write."""
+        """Write all of `data` or none of it: a failure (a full disk) truncates back, so a crash
+        or a failure tears at most the last line, which replay cuts off."""
         if self._fd < 0 and not self._open():
             return self._write_error
         before = os.lseek(self._fd, 0, os.SEEK_END)
         try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(f"short write ({written} of {len(data)} bytes)")
+            written = 0
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
         except OSError as error:
             try:
                 os.ftruncate(self._fd, before)
             except OSError:
                 pass
-            self._write_error = f"cannot write the journal {self._path}: {error}"
-            return self._write_error
-        self._write_error = None
+            return self._failed(f"cannot write the journal {self._path}: {error}")
         return None
+
+    def _failed(self, reason: str) -> str:
+        self._write_error = reason
+        return reason
+
+    def recent_write_error(self) -> str | None:
+        """The last write failure, until results are saved again: a later small write (an id
+        mark) fitting in the last few free bytes does not mean results can be saved."""
+        return self._write_error
 
     def _compact(self) -> str | None:
         """Rewrite the journal with only the jobs at or above the watermark."""
@@ -237,8 +246,7 @@ class Ledger:
             os.replace(temporary, self._path)
         except OSError as error:
             temporary.unlink(missing_ok=True)
-            self._write_error = f"cannot compact the journal {self._path}: {error}"
-            return self._write_error
+            return self._failed(f"cannot compact the journal {self._path}: {error}")
         os.close(self._fd)
         self._fd = -1
         self._open()
