@@ -11,7 +11,9 @@ Differences from the original, all so that it measures the design and honours th
 - werkzeug's per-request log line is silenced (it would measure the terminal, not the design);
 - only the columns the queries read are kept in each row dict (memory only; a scan costs the same);
 - bad input is refused with 400/413/503 JSON replies, as the contract demands;
-- job numbers resume after the highest result file in the results directory, so no id is reused.
+- job numbers resume after the highest result file in the results directory, so no id is reused;
+- SIGTERM exits with status 0 (Flask's server would die of the signal), so benchmarks can check
+  that every server they stop, this one included, stops cleanly.
 
 Run: python bench/original.py --data FILE.csv --port 5001 [--results-dir DIR]
 """
@@ -25,6 +27,8 @@ import logging
 import os
 import queue
 import re
+import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -366,6 +370,7 @@ def main() -> None:
     args = parser.parse_args()
     app = create_app(args.data, args.results_dir, args.threads)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     print(f"original baseline: {args.threads} threads on http://{args.host}:{args.port}, data {args.data}", flush=True)
     app.run(host=args.host, port=args.port, threaded=True)
 

@@ -1,0 +1,63 @@
+"""The ceiling: an aiohttp server with our routes that does no work at all.
+
+It answers POST /api/<query> with a job id and get_results with the finished reply at once, from
+a memo of replies computed in-process on first use (so after warm-up it returns the same result
+sizes as the real service without any pool, ledger, logging or validation beyond a lookup).
+Only for bench/: it shows how much of a load test's cost is aiohttp and the client themselves.
+
+    python bench/nowork_server.py --data FILE --port 5002
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compute.queries import KERNELS, run_query  # noqa: E402
+from store.dataset import load_dataset  # noqa: E402
+
+
+def make_app(data: Path) -> web.Application:
+    dataset = load_dataset(data)
+    memo: dict[bytes, bytes] = {}
+    replies: dict[int, bytes] = {}
+
+    async def submit(request: web.Request) -> web.Response:
+        body = await request.read()
+        key = request.match_info["query"].encode() + body
+        reply = memo.get(key)
+        if reply is None:
+            fields = orjson.loads(body)
+            data = run_query(dataset, request.match_info["query"], fields["question"], fields.get("state"))
+            reply = memo[key] = orjson.dumps({"status": "done", "data": data})
+        job_id = len(replies) + 1
+        replies[job_id] = reply
+        return web.Response(body=b'{"job_id":"job_id_%d"}' % job_id, content_type="application/json")
+
+    async def get_results(request: web.Request) -> web.Response:
+        job_id = int(request.match_info["job_id"].removeprefix("job_id_"))
+        return web.Response(body=replies[job_id], content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit)
+    app.router.add_get("/api/get_results/{job_id}", get_results)
+    app.router.add_get("/api/num_jobs", lambda request: web.json_response({"num_jobs": 0}))
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=5002)
+    args = parser.parse_args()
+    web.run_app(make_app(args.data), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""End-to-end scaling over HTTP: our server per data size and worker count, beside the original
+design (bench/original.py) and the no-work ceiling (bench/nowork_server.py).
+
+Each run starts a fresh server process, times process start -> first 200 on GET /api/num_jobs
+(start-up: reading the CSV and reducing it to cells, for ours), drives it with bench/load.py's
+closed loop (16 clients by default), then stops it with SIGTERM and checks that it exits 0. With
+--repeat N every configuration runs N times, round-robin (so drift in the machine's load hits all
+alike), and the summary takes the median of each figure over the repeats. The ratios ours /
+original and ours / no-work are taken from those medians at the sizes both ran. "other CPU" is the
+share of the CPUs used during the run by work other than the server's tree and this client. The
+exit status is 1 if any server failed to stop cleanly or any job failed.
+
+    python bench/scaling.py [--sizes 18.6k,106k,500k,5m] [--workers 1,2] [--duration 15] [--repeat 1]
+        [--original-sizes 18.6k,500k] [--original-duration 10] [--nowork-sizes 18.6k]
+        [--server-args "--poll-grace-ms 0"] [--json bench/out/scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from harness import (OtherWork, Server, check_exits, data_file, parse_counts, parse_sizes, queries_for,
+                     wait_until_idle)
+from load import run_load
+from report import OUT_DIR, fmt, percent, ratio, table, write_result
+
+FIGURES = ("startup_s", "jobs_per_s", "p50_ms", "p99_ms", "other_cpu_during")
+
+
+class Config(NamedTuple):
+    """One configuration: which server, on which data, with how many workers, for how long."""
+
+    server: str
+    size: str
+    workers: int
+    duration: float
+
+
+def config_of(run: dict[str, Any]) -> Config:
+    return Config(*(run[name] for name in Config._fields))
+
+
+def plan(args: argparse.Namespace) -> list[Config]:
+    """Every configuration, in order: ours per size and worker count, then the baselines."""
+    configs = [Config("ours", size, workers, args.duration) for size in args.sizes for workers in args.workers]
+    configs += [Config("original", size, args.original_threads, args.original_duration)
+                for size in args.original_sizes]
+    configs += [Config("nowork", size, 0, args.duration) for size in args.nowork_sizes]
+    return configs
+
+
+def measure(config: Config, args: argparse.Namespace) -> tuple[Server, dict[str, Any]]:
+    """Start, load, stop one server; the run's figures."""
+    queries = queries_for(config.size)
+    extra = shlex.split(args.server_args) if config.server == "ours" else ()
+    server = Server(config.server, data_file(config.size), config.workers, extra)
+    busy = wait_until_idle(args.idle_wait)
+    print(f"{config.server} {config.size} workers={config.workers}: starting ...", file=sys.stderr, flush=True)
+    with server:
+        with OtherWork(server.pid) as other:
+            report = asyncio.run(run_load(server.url, queries, args.clients, config.duration, args.warmup,
+                                          args.poll_interval, args.seed))
+    print(f"  ready in {server.startup_s:.2f} s, {report['jobs_per_s']} jobs/s, exit {server.exit_code}",
+          file=sys.stderr, flush=True)
+    return server, {**config._asdict(), "startup_s": server.startup_s, "exit_code": server.exit_code,
+                    "cpu_busy_before": busy, "other_cpu_during": other.fraction, **report}
+
+
+def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration: the median of each figure over its repeats, errors summed."""
+    found = []
+    for config in dict.fromkeys(map(config_of, runs)):
+        mine = [run for run in runs if config_of(run) == config]
+        figures = {
+            figure: statistics.median(values) if (values := [run[figure] for run in mine if run[figure] is not None])
+            else None
+            for figure in FIGURES
+        }
+        found.append({**config._asdict(), "repeats": len(mine), "errors": sum(run["errors"] for run in mine),
+                      **figures})
+    return found
+
+
+def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ours / baseline for jobs/s, p50 and p99, at each size and worker count both ran."""
+    baselines = {(item["server"], item["size"]): item for item in summary if item["server"] != "ours"}
+    found = []
+    for versus in ("original", "nowork"):
+        for item in summary:
+            base = baselines.get((versus, item["size"]))
+            if item["server"] == "ours" and base:
+                found.append({"size": item["size"], "workers": item["workers"], "versus": versus,
+                              **{figure: ratio(item[figure], base[figure])
+                                 for figure in ("jobs_per_s", "p50_ms", "p99_ms")}})
+    return found
+
+
+def concurrency(server: str, workers: int) -> str:
+    """Worker processes for ours, threads for the original, nothing for the no-work server."""
+    return {"ours": str(workers), "original": f"{workers} threads"}.get(server, "-")
+
+
+def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
+    run_rows = [[run["server"], run["size"], concurrency(run["server"], run["workers"]), fmt(run["startup_s"], 2),
+                 fmt(run["jobs_per_s"]), fmt(run["p50_ms"]), fmt(run["p99_ms"]), str(run["errors"]),
+                 str(run["exit_code"]), percent(run["other_cpu_during"])] for run in runs]
+    runs_table = table(["server", "size", "workers", "startup s", "jobs/s", "p50 ms", "p99 ms", "errors", "exit",
+                        "other CPU"], run_rows, labels=3)
+    summary_rows = [[item["server"], item["size"], concurrency(item["server"], item["workers"]),
+                     str(item["repeats"]), fmt(item["duration"], 0), fmt(item["startup_s"], 2),
+                     fmt(item["jobs_per_s"]), fmt(item["p50_ms"]), fmt(item["p99_ms"]), str(item["errors"]),
+                     percent(item["other_cpu_during"])] for item in summary]
+    summary_table = table(["server", "size", "workers", "runs", "measured s", "startup s", "jobs/s", "p50 ms",
+                           "p99 ms", "errors", "other CPU"], summary_rows, labels=3)
+    ratio_rows = [[f"ours / {item['versus']}", item["size"], str(item["workers"]), fmt(item["jobs_per_s"], 2),
+                   fmt(item["p50_ms"], 3), fmt(item["p99_ms"], 3)] for item in found]
+    ratio_table = table(["ratio", "size", "workers", "jobs/s", "p50", "p99"], ratio_rows, labels=2)
+    return (f"every run:\n{runs_table}\n\nmedian over repeats:\n{summary_table}\n\n"
+            f"ratios of the medians:\n{ratio_table}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=parse_sizes, default="18.6k,106k,500k,5m", help="sizes for our server")
+    parser.add_argument("--workers", type=parse_counts, default="1,2", help="worker counts for our server")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds run before measuring")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (medians are reported)")
+    parser.add_argument("--poll-interval", type=float, default=0.0, help="seconds between a client's polls")
+    parser.add_argument("--original-sizes", type=parse_sizes, default="18.6k,500k", help="'' to skip the original")
+    parser.add_argument("--original-duration", type=float, default=10.0, help="measured seconds for the original")
+    parser.add_argument("--original-threads", type=int, default=2, help="the original's worker threads")
+    parser.add_argument("--nowork-sizes", type=parse_sizes, default="18.6k", help="'' to skip the no-work server")
+    parser.add_argument("--server-args", default="", help="extra arguments for `python -m server` (ours only)")
+    parser.add_argument("--idle-wait", type=float, default=30.0,
+                        help="seconds to wait, before each run, for other work to leave the CPUs idle")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=OUT_DIR / "scaling.json", help="result file")
+    args = parser.parse_args()
+    if args.clients < 1 or args.duration <= 0 or args.original_duration <= 0 or args.warmup < 0 or args.repeat < 1:
+        parser.error("need clients >= 1, durations > 0, warmup >= 0, repeat >= 1")
+
+    runs, servers = [], []
+    for repeat in range(args.repeat):
+        for config in plan(args):
+            server, run = measure(config, args)
+            servers.append(server)
+            runs.append({"repeat": repeat, **run})
+    summary = medians(runs)
+    found = ratios(summary)
+    print(render(runs, summary, found))
+    path = write_result(args.json, vars(args), {"runs": runs, "medians": summary, "ratios": found})
+    print(f"wrote {path}")
+    problems = check_exits(servers) + [f"{item['server']} {item['size']} workers={item['workers']}: "
+                                       f"{item['errors']} failed jobs" for item in summary if item["errors"]]
+    if problems:
+        sys.exit("\n".join(problems))
+
+
+if __name__ == "__main__":
+    main()
