@@ -26,7 +26,7 @@ from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
-from server.supervise import dispose, expire_results, record_issued, supervise
+from server.supervise import dispose, expire_results, forget_retired, record_issued, supervise
 from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
 
@@ -105,6 +105,7 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(service.pool.join)
     for duty in duties:
         duty.cancel()
+    forget_retired(service.retired_pools)
     try:
         failure = await asyncio.to_thread(host.ledger.close, jobs.next_id)
     except Exception as error:

@@ -67,7 +67,7 @@ async def replace_pool(service: Service, workers: int) -> None:
         dispatcher.submit(job_id, query)
     service.pool, service.dispatcher = pool, dispatcher
     service.answers.dispatcher = dispatcher
-    service.pools_replaced += 1
+    service.retired_pools.append(old_pool)
     old_dispatcher.close()
     threading.Thread(target=dispose, args=(old_pool,), name="dispose-pool", daemon=True).start()
 
@@ -92,14 +92,17 @@ def dispose(pool: Pool) -> None:
         log.error("the old pool did not stop; its threads are left behind")
 
 
-async def tell_ledger(name: str, interval_s: float, mark: Callable[[], int], tell: Callable[[int], str | None]) -> AsyncIterator[int]:
+async def tell_ledger(
+    service: Service, name: str, interval_s: float, mark: Callable[[], int], tell: Callable[[int], str | None]
+) -> AsyncIterator[int]:
     """Every interval, when `mark()` has grown, call `tell(mark)` in a thread (a ledger method);
-    yield each mark the ledger took. A failure is logged and told again next time."""
+    yield each mark the ledger took. A failure is logged and told again next time; nothing is told
+    while the ledger is being restarted."""
     told = mark()
     while True:
         await asyncio.sleep(interval_s)
         current = mark()
-        if current <= told:
+        if current <= told or service.unavailable:
             continue
         try:
             failure = await asyncio.to_thread(tell, current)
@@ -114,7 +117,7 @@ async def tell_ledger(name: str, interval_s: float, mark: Callable[[], int], tel
 
 async def expire_results(service: Service, interval_s: float = 1.0) -> None:
     """Apply the time to live, and tell the ledger which jobs it may forget and compact away."""
-    async for _ in tell_ledger("expiring jobs below", interval_s, service.jobs.expire, lambda n: service.ledger.expire_below(n)):
+    async for _ in tell_ledger(service, "expiring jobs below", interval_s, service.jobs.expire, lambda n: service.ledger.expire_below(n)):
         pass
 
 
@@ -124,6 +127,17 @@ async def record_issued(service: Service, interval_s: float = 0.02) -> None:
     Off the hot path: one small write per interval, only when ids moved."""
     service.issued_recorded = service.jobs.issued_up_to
     async for issued in tell_ledger(
-        "recording issued ids up to", interval_s, lambda: service.jobs.issued_up_to, lambda n: service.ledger.issued(n)
+        service, "recording issued ids up to", interval_s, lambda: service.jobs.issued_up_to, lambda n: service.ledger.issued(n)
     ):
         service.issued_recorded = issued
+
+
+def forget_retired(pools: list[Pool]) -> None:
+    """At the final stop: make sure no worker of a replaced pool lives on, and drop the pools'
+    exit-time terminate() (a replaced pool's could wait forever on a lock a dead worker held,
+    hanging the exit after an otherwise clean stop)."""
+    for pool in pools:
+        for worker in list(pool._pool):  # type: ignore[attr-defined]
+            if worker.is_alive():
+                worker.kill()
+        pool._terminate.cancel()  # type: ignore[attr-defined]
