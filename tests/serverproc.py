@@ -72,7 +72,8 @@ def segments_of(pid):
 class Server:
     """One `python -m server` process and what is needed to talk to it."""
 
-    def __init__(self, state_dir, data=None, workers=2):
+    def __init__(self, state_dir, data=None, workers=2, args=(), env=None):
+        """`args`: more command-line options; `env`: more environment variables."""
         self.port = free_port()
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -80,14 +81,16 @@ class Server:
         self.stdout = open(self.state_dir.parent / f"server-{self.port}.out", "w+")
         self.stderr = open(self.state_dir.parent / f"server-{self.port}.err", "w+")
         command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--state-dir", str(self.state_dir), "--workers", str(workers)]
+                   "--state-dir", str(self.state_dir), "--workers", str(workers), *args]
         if data is not None:
             command += ["--data", str(data)]
-        env = {name: value for name, value in os.environ.items() if name not in ("LESTATS_ADMIN_TOKEN", "TP_NUM_OF_THREADS")}
+        environment = {name: value for name, value in os.environ.items() if name not in ("LESTATS_ADMIN_TOKEN", "TP_NUM_OF_THREADS")}
+        environment.update(env or {})
         self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=self.stdout, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=environment)
         self.pid = self.proc.pid
         self.crash_semaphores = set()  # semaphores a SIGKILL may leave behind, removed at teardown
+        self.log_path = Path(args[list(args).index("--log-file") + 1]) if "--log-file" in args else self.state_dir / "webserver.log"
 
     @property
     def url(self):
@@ -202,6 +205,10 @@ class Server:
         """Teardown: stop it if it still runs, kill what is left of its group, close its output."""
         try:
             if self.proc.poll() is None:
+                try:
+                    os.killpg(self.pid, signal.SIGCONT)  # in case a test left it stopped
+                except ProcessLookupError:
+                    pass
                 os.kill(self.pid, signal.SIGTERM)
                 try:
                     self.proc.wait(timeout=10)

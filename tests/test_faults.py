@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,30 +29,15 @@ from unittest import mock
 import aiohttp
 import pytest
 
+from reference import QUERY_NAMES
 from serverproc import (
-    PROJECT_ROOT,
     SHM,
-    Server,
-    free_port,
     group_members,
-    mapped_shm_files,
-    segments_of,
-    semaphores,
 )
 
 OBESITY = "Percent of adults aged 18 years and older who have obesity"
 MUSCLE = "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week"
-QUERIES = (
-    "states_mean",
-    "state_mean",
-    "best5",
-    "worst5",
-    "global_mean",
-    "diff_from_mean",
-    "state_diff_from_mean",
-    "mean_by_category",
-    "state_mean_by_category",
-)
+QUERIES = QUERY_NAMES
 STATE_QUERIES = ("state_mean", "state_diff_from_mean", "state_mean_by_category")
 EXPIRED = {"status": "error", "reason": "expired"}
 INVALID = {"status": "error", "reason": "Invalid job_id"}
@@ -70,57 +54,14 @@ SMALL_CSV = (
 # Servers with extra options, and plain HTTP
 
 
-class FaultServer(Server):
-    """serverproc.Server, with extra command-line options and environment variables.
-
-    The same start as Server.__init__ (same session, port, output files and environment
-    scrubbing); only the command and the environment get the extras."""
-
-    def __init__(self, state_dir, args=(), env=None, workers=2):
-        self.port = free_port()
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.semaphores_before = semaphores()
-        self.stdout = open(self.state_dir.parent / f"server-{self.port}.out", "w+")
-        self.stderr = open(self.state_dir.parent / f"server-{self.port}.err", "w+")
-        command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--state-dir", str(self.state_dir), "--workers", str(workers), *args]
-        environment = {name: value for name, value in os.environ.items() if name not in ("LESTATS_ADMIN_TOKEN", "TP_NUM_OF_THREADS")}
-        environment.update(env or {})
-        self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=self.stdout, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=environment)
-        self.pid = self.proc.pid
-        self.crash_semaphores = set()
-        self.log_path = Path(args[list(args).index("--log-file") + 1]) if "--log-file" in args else self.state_dir / "webserver.log"
-
-
 @pytest.fixture
-def launch():
-    """launch(state_dir, *options, env=None, workers=2, wait=True) -> a FaultServer. At teardown
-    every one is woken (SIGCONT, in case a test left it stopped), stopped, and what is left of it
-    in /dev/shm is removed (as the `servers` fixture does)."""
-    started = []
+def launch(servers):
+    """launch(state_dir, *options, env=None, workers=2, wait=True) -> a Server with those options."""
 
     def start(state_dir, *args, env=None, workers=2, wait=True):
-        server = FaultServer(state_dir, args, env, workers)
-        started.append(server)
-        if wait:
-            server.wait_ready()
-        return server
+        return servers(state_dir, wait=wait, args=args, env=env, workers=workers)
 
-    yield start
-    for server in started:
-        if server.proc.poll() is None:
-            try:
-                os.killpg(server.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        server.cleanup()
-    still_mapped = mapped_shm_files()
-    for server in started:
-        for name in (*server.crash_semaphores, *segments_of(server.pid)):
-            if name not in still_mapped:
-                (SHM / name).unlink(missing_ok=True)
+    return start
 
 
 def fetch(server, method, path, body=None, headers=None, timeout=10):
