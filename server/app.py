@@ -75,6 +75,8 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     config, host, registry = app[CONFIG], app[LEDGER], app[DATASETS]
     recovered = await asyncio.to_thread(host.ledger.recovered)
+    if recovered.torn_bytes:
+        log.error("the journal ended in a torn line (a crash mid-write): cut %d bytes", recovered.torn_bytes)
     pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, registry.published())
 
     async def reserve(up_to: int) -> None:

@@ -54,7 +54,6 @@ class JobTable:
             status, reply = recovered.replies[job_id]
             self.replies[job_id], self.statuses[job_id], self._finished_at[job_id] = reply, status, now
             self.reply_bytes += len(reply)
-        self.first_id = recovered.next_id
         self.expired_below = recovered.expired_below
         self._next_id = recovered.next_id
         self._retention = retention

@@ -17,7 +17,6 @@ from store.csvfile import NO_YEAR, Columns
 
 NO_STRATUM = -1
 
-CELL_ARRAYS = ("question_start", "state", "stratum", "year_start", "year_end", "sum", "count")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,9 @@ class Ledger:
         with self._lock:
             error = self._append(lines)
             if error is None:
-                self._write_error = None  # results are being saved again
+                # Results are saved again. Only this clears a failure: a later small write (an id
+                # mark) fitting in the last few free bytes does not mean results can be saved.
+                self._write_error = None
                 for job_id, status, _ in replies:
                     self._states[job_id] = status
         return error
@@ -173,7 +175,7 @@ class Ledger:
                 "journal": str(self._path),
                 "journal_bytes": self._size(),
                 "finished": len(self._states),
-                "write_error": self.recent_write_error(),
+                "write_error": self._write_error,
             }
 
     def close(self, next_id: int) -> str | None:
@@ -220,11 +222,6 @@ class Ledger:
     def _failed(self, reason: str) -> str:
         self._write_error = reason
         return reason
-
-    def recent_write_error(self) -> str | None:
-        """The last write failure, until results are saved again: a later small write (an id
-        mark) fitting in the last few free bytes does not mean results can be saved."""
-        return self._write_error
 
     def _compact(self) -> str | None:
         """Rewrite the journal with only the jobs at or above the watermark."""

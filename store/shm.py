@@ -143,9 +143,3 @@ def reclaim_stale(directory: Path = SHM_DIR) -> list[str]:
             continue
         reclaimed.append(path.name)
     return reclaimed
-
-
-def live_segments(directory: Path = SHM_DIR) -> list[str]:
-    """Our segments owned by this process (for health and tests)."""
-    mine = f"{PREFIX}{os.getpid()}_"
-    return sorted(path.name for pattern in (f"{mine}*", f"sem.{mine}*") for path in directory.glob(pattern))
