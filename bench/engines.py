@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compute.queries import LOWER_IS_BETTER, run_query  # noqa: E402
-from store.cells import Catalog  # noqa: E402
-from store.dataset import Dataset, load_dataset  # noqa: E402
+from compute.queries import LOWER_IS_BETTER, run_query
+from store.cells import Catalog
+from store.dataset import Dataset, load_dataset
 
 # The CSV columns the queries read, by their names in the CDC header (API.md, "Data").
 STATE, QUESTION, VALUE = "LocationDesc", "Question", "Data_Value"
@@ -81,8 +81,12 @@ class Pandas:
     def load(self, path: Path) -> None:
         text = (STATE, QUESTION, CATEGORY, SEGMENT)
         frame = self.pandas.read_csv(
-            path, usecols=[*text, VALUE], dtype={**dict.fromkeys(text, "category"), VALUE: "float64"},
-            keep_default_na=False, na_values={VALUE: [""]}, encoding="utf-8-sig",
+            path,
+            usecols=[*text, VALUE],
+            dtype={**dict.fromkeys(text, "category"), VALUE: "float64"},
+            keep_default_na=False,
+            na_values={VALUE: [""]},
+            encoding="utf-8-sig",
         )
         frame = frame[frame[VALUE].notna()].reset_index(drop=True)
         for column in text:  # categories in name order, so groupby(sort=True) orders as our codes do
@@ -102,7 +106,7 @@ class Pandas:
     def _by_category(rows: Any, keys: list[str]) -> Result:
         stratified = rows[(rows[CATEGORY] != "") & (rows[SEGMENT] != "")]
         means = stratified.groupby(keys, observed=True, sort=True)[VALUE].mean()
-        return {str(key): value for key, value in zip(means.index.tolist(), means.tolist())}
+        return {str(key): value for key, value in zip(means.index.tolist(), means.tolist(), strict=True)}
 
     def query(self, kind: str, question: str, state: str | None) -> Result:
         if kind == "states_mean":
@@ -177,8 +181,10 @@ class DuckDB:
             {"path": str(path)},
         )
         for column in TEXT_COLUMNS:
-            execute(f"CREATE TYPE {column}_name AS ENUM (SELECT DISTINCT {column} FROM raw "
-                    f"WHERE {column} IS NOT NULL ORDER BY 1)")
+            execute(
+                f"CREATE TYPE {column}_name AS ENUM (SELECT DISTINCT {column} FROM raw "
+                f"WHERE {column} IS NOT NULL ORDER BY 1)"
+            )
         casts = ", ".join(f"CAST({column} AS {column}_name) AS {column}" for column in TEXT_COLUMNS)
         execute(f"CREATE TABLE cdc AS SELECT {casts}, value FROM raw")
         execute("DROP TABLE raw")

@@ -9,6 +9,7 @@ must drain and exit 0 by itself), and only if that fails is the group we made ki
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -72,8 +73,16 @@ def data_file(size: str) -> Path:
     print(f"generating {rows:,} rows into {path} ...", file=sys.stderr, flush=True)
     partial = path.with_name(path.name + ".part")  # renamed when complete: an interrupted run leaves no "size"
     subprocess.run(
-        [PYTHON, str(PROJECT_ROOT / "data" / "generate.py"), "--rows", str(rows),
-         "--seed", str(GENERATED_SEED), "--out", str(partial)],
+        [
+            PYTHON,
+            str(PROJECT_ROOT / "data" / "generate.py"),
+            "--rows",
+            str(rows),
+            "--seed",
+            str(GENERATED_SEED),
+            "--out",
+            str(partial),
+        ],
         check=True,
     )
     partial.replace(path)
@@ -133,11 +142,31 @@ class Server:
         """The command line; state and results go to a scratch directory removed at stop."""
         common = ["--data", str(self.data), "--port", str(self.port)]
         if self.kind == "ours":
-            return [PYTHON, "-m", "server", *common, "--host", HOST, "--workers", str(self.workers),
-                    "--state-dir", str(scratch / "state"), *self.extra_args]
+            return [
+                PYTHON,
+                "-m",
+                "server",
+                *common,
+                "--host",
+                HOST,
+                "--workers",
+                str(self.workers),
+                "--state-dir",
+                str(scratch / "state"),
+                *self.extra_args,
+            ]
         if self.kind == "original":
-            return [PYTHON, "bench/original.py", *common, "--host", HOST, "--threads", str(self.workers),
-                    "--results-dir", str(scratch / "results")]
+            return [
+                PYTHON,
+                "bench/original.py",
+                *common,
+                "--host",
+                HOST,
+                "--threads",
+                str(self.workers),
+                "--results-dir",
+                str(scratch / "results"),
+            ]
         if self.kind == "nowork":
             return [PYTHON, "bench/nowork_server.py", *common]
         raise ValueError(f"unknown server kind {self.kind!r}")
@@ -149,8 +178,12 @@ class Server:
         log = (scratch / "server.log").open("wb")
         started = time.perf_counter()
         self._process = subprocess.Popen(
-            self.command(scratch), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command(scratch),
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         deadline = started + ready_timeout
@@ -200,10 +233,8 @@ class Server:
     def kill(self) -> None:
         """Last resort: SIGKILL the process group this Server created."""
         if self._process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._process.wait()
         self._cleanup()
 
@@ -226,8 +257,11 @@ class Server:
 
 def check_exits(servers: Sequence[Server]) -> list[str]:
     """One line per server whose exit code after SIGTERM was not 0."""
-    return [f"{server.kind} on {server.data.name} exited with {server.exit_code}"
-            for server in servers if server.exit_code != 0]
+    return [
+        f"{server.kind} on {server.data.name} exited with {server.exit_code}"
+        for server in servers
+        if server.exit_code != 0
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +284,9 @@ def wait_group_empty(pgid: int, timeout: float) -> bool:
     """Wait until no live process is left in a process group; False on time-out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        members = [pid for pid in _all_pids() if (fields := _stat_fields(pid)) and fields[0] != "Z" and int(fields[2]) == pgid]
+        members = [
+            pid for pid in _all_pids() if (fields := _stat_fields(pid)) and fields[0] != "Z" and int(fields[2]) == pgid
+        ]
         if not members:
             return True
         time.sleep(0.05)

@@ -29,7 +29,7 @@ from report import OUT_DIR, PROJECT_ROOT, fmt, percent, ratio, summary, table, w
 
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from compute.queries import KERNELS, NEEDS_STATE  # noqa: E402
+from compute.queries import KERNELS, NEEDS_STATE
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-12  # differences of two means can be ~0, where a relative bound alone means nothing
@@ -46,7 +46,7 @@ def compare(ours: Result, theirs: Result, where: str = "") -> None:
     """Same keys, values within 1e-9 relative, same order except among tied values."""
     if len(ours) != len(theirs):
         raise Mismatch(f"{where}: {len(theirs)} entries, ours has {len(ours)}")
-    for (our_key, our_value), (key, value) in zip(ours.items(), theirs.items()):
+    for (our_key, our_value), (key, value) in zip(ours.items(), theirs.items(), strict=True):
         if isinstance(our_value, dict):
             compare(our_value, value, f"{where}[{our_key}]")
             continue
@@ -98,8 +98,11 @@ def load(engine: Engine, path: Path) -> float:
 def check(ours: Ours, engine: Engine, kind: str, inputs: Inputs, size: str) -> None:
     """Raise Mismatch unless `engine` answers every input as ours does."""
     for question, state in inputs:
-        compare(ours.query(kind, question, state), engine.query(kind, question, state),
-                f"{size} {engine.name} {kind}({question!r}, {state!r})")
+        compare(
+            ours.query(kind, question, state),
+            engine.query(kind, question, state),
+            f"{size} {engine.name} {kind}({question!r}, {state!r})",
+        )
 
 
 def bench_size(size: str, engine_names: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -142,24 +145,32 @@ def bench_size(size: str, engine_names: list[str], args: argparse.Namespace) -> 
 def render(size: str, result: dict[str, Any], engine_names: list[str]) -> str:
     """Per-query medians (p90) per engine, and each other engine's median over ours."""
     others = [name for name in engine_names if name != "ours"]
-    headers = ["query", *[f"{name} med (p90) us" for name in engine_names], *[f"{name}/ours" for name in others],
-               "other CPU"]
+    headers = [
+        "query",
+        *[f"{name} med (p90) us" for name in engine_names],
+        *[f"{name}/ours" for name in others],
+        "other CPU",
+    ]
     rows = []
     for kind, by_engine in result["queries_us"].items():
         cells = [f"{fmt(by_engine[name]['median'])} ({fmt(by_engine[name]['p90'])})" for name in engine_names]
         ratios = [fmt(ratio(by_engine[name]["median"], by_engine.get("ours", {}).get("median")), 2) for name in others]
         rows.append([kind, *cells, *ratios, percent(result["other_cpu_during"][kind])])
     loads = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result["load_s"].items())
-    return (f"== {size}: {result['rows']:,} rows -> {result['cells']:,} cells; load: {loads}\n"
-            f"{table(headers, rows)}\n")
+    return f"== {size}: {result['rows']:,} rows -> {result['cells']:,} cells; load: {loads}\n{table(headers, rows)}\n"
 
 
 def render_summary(results: dict[str, Any], engine_names: list[str]) -> str:
     """One line per size: rows, cells, load times, and the geometric mean over the 9 queries of
     each engine's median over ours."""
     others = [name for name in engine_names if name != "ours"]
-    headers = ["size", "rows", "cells", *[f"load {name} s" for name in ["ours", *others]],
-               *[f"geomean {name}/ours" for name in others if "ours" in engine_names]]
+    headers = [
+        "size",
+        "rows",
+        "cells",
+        *[f"load {name} s" for name in ["ours", *others]],
+        *[f"geomean {name}/ours" for name in others if "ours" in engine_names],
+    ]
     rows = []
     for size, result in results.items():
         ratios = []
@@ -180,8 +191,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per query per engine before stopping early")
     parser.add_argument("--pairs", type=int, default=12, help="(question, state) pairs for the state queries")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--idle-wait", type=float, default=30.0,
-                        help="seconds to wait, before timing each query, for other work to leave the CPUs idle")
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait, before timing each query, for other work to leave the CPUs idle",
+    )
     parser.add_argument("--json", type=Path, default=OUT_DIR / "kernels.json", help="result file")
     args = parser.parse_args()
     engine_names = [name.strip() for name in args.engines.split(",") if name.strip()]

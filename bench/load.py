@@ -74,8 +74,7 @@ class JobFailed(Exception):
 JOB_ERRORS = (JobFailed, aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError)
 
 
-async def run_job(session: aiohttp.ClientSession, base: str, query_url: URL, body: bytes,
-                  poll_interval: float) -> int:
+async def run_job(session: aiohttp.ClientSession, base: str, query_url: URL, body: bytes, poll_interval: float) -> int:
     """POST one query and poll until done; return the number of polls."""
     async with session.post(query_url, data=body, headers=HEADERS) as response:
         payload = await response.read()
@@ -133,8 +132,9 @@ def summarise(tally: Tally, clients: int, duration: float) -> dict[str, float | 
     }
 
 
-async def run_load(url: str, queries: list[Query], clients: int, duration: float, warmup: float,
-                   poll_interval: float, seed: int) -> dict[str, float | int | None]:
+async def run_load(
+    url: str, queries: list[Query], clients: int, duration: float, warmup: float, poll_interval: float, seed: int
+) -> dict[str, float | int | None]:
     """Drive the server with `clients` closed-loop clients and return the report object.
 
     jobs counts the jobs that finished "done"; errors those that failed (bad reply, "error" status,
@@ -175,6 +175,7 @@ async def run_load(url: str, queries: list[Query], clients: int, duration: float
 
 def format_report(report: dict[str, float | int | None]) -> str:
     """A few lines for a person."""
+
     def ms(key: str) -> str:
         return "n/a" if report[key] is None else f"{report[key]:.1f} ms"
 
@@ -199,8 +200,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.duration <= 0 or args.warmup < 0 or args.poll_interval < 0:
         parser.error("need clients >= 1, duration > 0, warmup >= 0, poll-interval >= 0")
-    report = asyncio.run(run_load(args.url, valid_queries(args.data), args.clients, args.duration,
-                                  args.warmup, args.poll_interval, args.seed))
+    report = asyncio.run(
+        run_load(
+            args.url, valid_queries(args.data), args.clients, args.duration, args.warmup, args.poll_interval, args.seed
+        )
+    )
     print(format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import orjson
+from load import HEADERS, JOB_TIMEOUT_S, JobFailed, Query, valid_queries
 from locust import FastHttpUser, constant, task
 from locust.event import EventHook
-
-from load import HEADERS, JOB_TIMEOUT_S, JobFailed, Query, valid_queries
 
 DATA = Path(os.environ.get("LESTATS_DATA", Path(__file__).resolve().parents[1] / "data" / "sample.csv"))
 
@@ -78,6 +77,10 @@ class JobUser(FastHttpUser):
         except Exception as error:  # any failure of the job is reported as the JOB event's exception
             failure = error
         self.environment.events.request.fire(
-            request_type="JOB", name=kind, response_time=(time.perf_counter() - started) * 1000,
-            response_length=length, exception=failure, context={},
+            request_type="JOB",
+            name=kind,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=failure,
+            context={},
         )

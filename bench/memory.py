@@ -24,8 +24,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import (Server, check_exits, command_line, data_file, descendants, get_json, parse_counts,
-                     parse_sizes, queries_for, smaps_rollup)
+from harness import (
+    Server,
+    check_exits,
+    command_line,
+    data_file,
+    descendants,
+    get_json,
+    parse_counts,
+    parse_sizes,
+    queries_for,
+    smaps_rollup,
+)
 from load import run_load
 from report import OUT_DIR, fmt, ratio, table, write_result
 
@@ -54,8 +64,15 @@ def snapshot(server: Server) -> dict[str, Any]:
     for pid in descendants(server.pid):
         figures = smaps_rollup(pid)
         if figures:
-            processes.append({"pid": pid, "role": role_of(pid, server.pid, health), "pss_kb": figures["Pss"],
-                              "pss_shmem_kb": figures.get("Pss_Shmem", 0), "rss_kb": figures["Rss"]})
+            processes.append(
+                {
+                    "pid": pid,
+                    "role": role_of(pid, server.pid, health),
+                    "pss_kb": figures["Pss"],
+                    "pss_shmem_kb": figures.get("Pss_Shmem", 0),
+                    "rss_kb": figures["Rss"],
+                }
+            )
     by_role = {role: sum(p["pss_kb"] for p in processes if p["role"] == role) for role in ROLES}
     return {
         "pss_kb": sum(p["pss_kb"] for p in processes),
@@ -89,8 +106,15 @@ def measure(size: str, workers: int, args: argparse.Namespace) -> tuple[Server, 
         report = asyncio.run(run_load(server.url, queries_for(size), args.clients, args.duration, 0.0, 0.0, args.seed))
         time.sleep(SETTLE_S)
         loaded = snapshot(server)
-    return server, {"size": size, "workers": workers, "startup_s": server.startup_s, "exit_code": server.exit_code,
-                    "load": report, "ready": ready, "after_load": loaded}
+    return server, {
+        "size": size,
+        "workers": workers,
+        "startup_s": server.startup_s,
+        "exit_code": server.exit_code,
+        "load": report,
+        "ready": ready,
+        "after_load": loaded,
+    }
 
 
 def per_extra_worker(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -105,8 +129,9 @@ def per_extra_worker(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         added = {}
         for phase in PHASES:
             added[f"tree_{phase}_kb"] = (most[phase]["pss_kb"] - fewest[phase]["pss_kb"]) / extra
-            added[f"workers_{phase}_kb"] = (most[phase]["by_role_kb"]["workers"]
-                                            - fewest[phase]["by_role_kb"]["workers"]) / extra
+            added[f"workers_{phase}_kb"] = (
+                most[phase]["by_role_kb"]["workers"] - fewest[phase]["by_role_kb"]["workers"]
+            ) / extra
         found.append({"size": size, "from_workers": fewest["workers"], "to_workers": most["workers"], **added})
     return found
 
@@ -116,17 +141,56 @@ def render(runs: list[dict[str, Any]], extra: list[dict[str, Any]]) -> str:
     for run in runs:
         for phase in PHASES:
             shot = run[phase]
-            rows.append([run["size"], str(run["workers"]), phase, fmt(shot["pss_kb"] / MB),
-                         *[fmt(shot["by_role_kb"][role] / MB) for role in ROLES[:5]],
-                         fmt(shot["pss_shmem_kb"] / MB), fmt(shot["shared_bytes"] / 2**20, 2),
-                         fmt(ratio(shot["pss_kb"] * 1024, shot["shared_bytes"]), 0)])
-    main_table = table(["size", "workers", "phase", "PSS MB", "server", "workers", "manager", "forkserver",
-                        "tracker", "shmem PSS", "arrays MB", "PSS/arrays"], rows, labels=3)
-    extra_rows = [[item["size"], f"{item['from_workers']} -> {item['to_workers']}",
-                   *[fmt(item[f"{part}_{phase}_kb"] / MB) for part in ("tree", "workers") for phase in PHASES]]
-                  for item in extra]
-    extra_table = table(["size", "workers", "MB per extra worker: tree, ready", "tree, after load",
-                         "workers alone, ready", "workers alone, after load"], extra_rows, labels=2)
+            rows.append(
+                [
+                    run["size"],
+                    str(run["workers"]),
+                    phase,
+                    fmt(shot["pss_kb"] / MB),
+                    *[fmt(shot["by_role_kb"][role] / MB) for role in ROLES[:5]],
+                    fmt(shot["pss_shmem_kb"] / MB),
+                    fmt(shot["shared_bytes"] / 2**20, 2),
+                    fmt(ratio(shot["pss_kb"] * 1024, shot["shared_bytes"]), 0),
+                ]
+            )
+    main_table = table(
+        [
+            "size",
+            "workers",
+            "phase",
+            "PSS MB",
+            "server",
+            "workers",
+            "manager",
+            "forkserver",
+            "tracker",
+            "shmem PSS",
+            "arrays MB",
+            "PSS/arrays",
+        ],
+        rows,
+        labels=3,
+    )
+    extra_rows = [
+        [
+            item["size"],
+            f"{item['from_workers']} -> {item['to_workers']}",
+            *[fmt(item[f"{part}_{phase}_kb"] / MB) for part in ("tree", "workers") for phase in PHASES],
+        ]
+        for item in extra
+    ]
+    extra_table = table(
+        [
+            "size",
+            "workers",
+            "MB per extra worker: tree, ready",
+            "tree, after load",
+            "workers alone, ready",
+            "workers alone, after load",
+        ],
+        extra_rows,
+        labels=2,
+    )
     return f"{main_table}\n\n{extra_table}"
 
 
@@ -153,8 +217,11 @@ def main() -> None:
     print(render(runs, extra))
     path = write_result(args.json, vars(args), {"runs": runs, "per_extra_worker": extra})
     print(f"wrote {path}")
-    problems = check_exits(servers) + [f"{run['size']} workers={run['workers']}: {run['load']['errors']} failed jobs"
-                                       for run in runs if run["load"]["errors"]]
+    problems = check_exits(servers) + [
+        f"{run['size']} workers={run['workers']}: {run['load']['errors']} failed jobs"
+        for run in runs
+        if run["load"]["errors"]
+    ]
     if problems:
         sys.exit("\n".join(problems))
 

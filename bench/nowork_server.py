@@ -19,8 +19,8 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compute.queries import KERNELS, run_query  # noqa: E402
-from store.dataset import load_dataset  # noqa: E402
+from compute.queries import KERNELS, run_query
+from store.dataset import load_dataset
 
 
 def make_app(data: Path) -> web.Application:
@@ -45,7 +45,7 @@ def make_app(data: Path) -> web.Application:
         return web.Response(body=replies[job_id], content_type="application/json")
 
     app = web.Application()
-    app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit)
+    app.router.add_post("/api/{{query:{}}}".format("|".join(KERNELS)), submit)
     app.router.add_get("/api/get_results/{job_id}", get_results)
     app.router.add_get("/api/num_jobs", lambda request: web.json_response({"num_jobs": 0}))
     return app

@@ -40,18 +40,29 @@ from werkzeug.exceptions import HTTPException
 REQUIRED_COLUMNS = ("LocationDesc", "Question", "Data_Value", "StratificationCategory1", "Stratification1")
 MAX_BODY_BYTES = 64 * 1024
 
-LOWER_IS_BETTER = frozenset({
-    "Percent of adults aged 18 years and older who have an overweight classification",
-    "Percent of adults aged 18 years and older who have obesity",
-    "Percent of adults who engage in no leisure-time physical activity",
-    "Percent of adults who report consuming fruit less than one time daily",
-    "Percent of adults who report consuming vegetables less than one time daily",
-})
+LOWER_IS_BETTER = frozenset(
+    {
+        "Percent of adults aged 18 years and older who have an overweight classification",
+        "Percent of adults aged 18 years and older who have obesity",
+        "Percent of adults who engage in no leisure-time physical activity",
+        "Percent of adults who report consuming fruit less than one time daily",
+        "Percent of adults who report consuming vegetables less than one time daily",
+    }
+)
 
-QUERY_NAMES = frozenset({
-    "states_mean", "state_mean", "best5", "worst5", "global_mean", "diff_from_mean",
-    "state_diff_from_mean", "mean_by_category", "state_mean_by_category",
-})
+QUERY_NAMES = frozenset(
+    {
+        "states_mean",
+        "state_mean",
+        "best5",
+        "worst5",
+        "global_mean",
+        "diff_from_mean",
+        "state_diff_from_mean",
+        "mean_by_category",
+        "state_mean_by_category",
+    }
+)
 STATE_QUERIES = frozenset({"state_mean", "state_diff_from_mean", "state_mean_by_category"})
 
 Row = dict[str, Any]
@@ -111,8 +122,10 @@ class Queries:
     def _of(self, question: str, state: str | None = None) -> list[Row]:
         """The valued rows of a question (and state): the scan every job starts with."""
         return [
-            row for row in self.rows
-            if row["Question"] == question and row["Data_Value"] is not None
+            row
+            for row in self.rows
+            if row["Question"] == question
+            and row["Data_Value"] is not None
             and (state is None or row["LocationDesc"] == state)
         ]
 
@@ -360,11 +373,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
     parser.add_argument(
-        "--results-dir", type=Path, default=Path("bench/out/original-results"),
+        "--results-dir",
+        type=Path,
+        default=Path("bench/out/original-results"),
         help="where job results are written (kept apart from the real server's ./results)",
     )
     parser.add_argument(
-        "--threads", type=int, default=int(os.environ.get("TP_NUM_OF_THREADS") or os.cpu_count() or 1),
+        "--threads",
+        type=int,
+        default=int(os.environ.get("TP_NUM_OF_THREADS") or os.cpu_count() or 1),
         help="worker threads (default: $TP_NUM_OF_THREADS, else the CPU count)",
     )
     args = parser.parse_args()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from load import nearest_rank
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -59,12 +58,12 @@ def percent(fraction: float | None) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], labels: int = 1) -> str:
     """A plain aligned table: the first `labels` columns left-aligned (names), the rest right-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             str(cell).ljust(width) if index < labels else str(cell).rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths))
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * width for width in widths]), *map(line, rows)])
@@ -73,8 +72,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], labels: int = 1
 def git(*args: str) -> str | None:
     """A git command's output in the project, or None where git or the repository is missing."""
     try:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -83,7 +83,7 @@ def machine() -> dict[str, Any]:
     """Where and when the figures were taken."""
     commit, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),

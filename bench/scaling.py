@@ -25,8 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness import (OtherWork, Server, check_exits, data_file, parse_counts, parse_sizes, queries_for,
-                     wait_until_idle)
+from harness import OtherWork, Server, check_exits, data_file, parse_counts, parse_sizes, queries_for, wait_until_idle
 from load import run_load
 from report import OUT_DIR, fmt, percent, ratio, table, write_result
 
@@ -49,8 +48,7 @@ def config_of(run: dict[str, Any]) -> Config:
 def plan(args: argparse.Namespace) -> list[Config]:
     """Every configuration, in order: ours per size and worker count, then the baselines."""
     configs = [Config("ours", size, workers, args.duration) for size in args.sizes for workers in args.workers]
-    configs += [Config("original", size, args.original_threads, args.original_duration)
-                for size in args.original_sizes]
+    configs += [Config("original", size, args.original_threads, args.original_duration) for size in args.original_sizes]
     configs += [Config("nowork", size, 0, args.duration) for size in args.nowork_sizes]
     return configs
 
@@ -62,14 +60,23 @@ def measure(config: Config, args: argparse.Namespace) -> tuple[Server, dict[str,
     server = Server(config.server, data_file(config.size), config.workers, extra)
     busy = wait_until_idle(args.idle_wait)
     print(f"{config.server} {config.size} workers={config.workers}: starting ...", file=sys.stderr, flush=True)
-    with server:
-        with OtherWork(server.pid) as other:
-            report = asyncio.run(run_load(server.url, queries, args.clients, config.duration, args.warmup,
-                                          args.poll_interval, args.seed))
-    print(f"  ready in {server.startup_s:.2f} s, {report['jobs_per_s']} jobs/s, exit {server.exit_code}",
-          file=sys.stderr, flush=True)
-    return server, {**config._asdict(), "startup_s": server.startup_s, "exit_code": server.exit_code,
-                    "cpu_busy_before": busy, "other_cpu_during": other.fraction, **report}
+    with server, OtherWork(server.pid) as other:
+        report = asyncio.run(
+            run_load(server.url, queries, args.clients, config.duration, args.warmup, args.poll_interval, args.seed)
+        )
+    print(
+        f"  ready in {server.startup_s:.2f} s, {report['jobs_per_s']} jobs/s, exit {server.exit_code}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return server, {
+        **config._asdict(),
+        "startup_s": server.startup_s,
+        "exit_code": server.exit_code,
+        "cpu_busy_before": busy,
+        "other_cpu_during": other.fraction,
+        **report,
+    }
 
 
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -78,12 +85,14 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for config in dict.fromkeys(map(config_of, runs)):
         mine = [run for run in runs if config_of(run) == config]
         figures = {
-            figure: statistics.median(values) if (values := [run[figure] for run in mine if run[figure] is not None])
+            figure: statistics.median(values)
+            if (values := [run[figure] for run in mine if run[figure] is not None])
             else None
             for figure in FIGURES
         }
-        found.append({**config._asdict(), "repeats": len(mine), "errors": sum(run["errors"] for run in mine),
-                      **figures})
+        found.append(
+            {**config._asdict(), "repeats": len(mine), "errors": sum(run["errors"] for run in mine), **figures}
+        )
     return found
 
 
@@ -95,9 +104,14 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for item in summary:
             base = baselines.get((versus, item["size"]))
             if item["server"] == "ours" and base:
-                found.append({"size": item["size"], "workers": item["workers"], "versus": versus,
-                              **{figure: ratio(item[figure], base[figure])
-                                 for figure in ("jobs_per_s", "p50_ms", "p99_ms")}})
+                found.append(
+                    {
+                        "size": item["size"],
+                        "workers": item["workers"],
+                        "versus": versus,
+                        **{figure: ratio(item[figure], base[figure]) for figure in ("jobs_per_s", "p50_ms", "p99_ms")},
+                    }
+                )
     return found
 
 
@@ -107,22 +121,72 @@ def concurrency(server: str, workers: int) -> str:
 
 
 def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
-    run_rows = [[run["server"], run["size"], concurrency(run["server"], run["workers"]), fmt(run["startup_s"], 2),
-                 fmt(run["jobs_per_s"]), fmt(run["p50_ms"]), fmt(run["p99_ms"]), str(run["errors"]),
-                 str(run["exit_code"]), percent(run["other_cpu_during"])] for run in runs]
-    runs_table = table(["server", "size", "workers", "startup s", "jobs/s", "p50 ms", "p99 ms", "errors", "exit",
-                        "other CPU"], run_rows, labels=3)
-    summary_rows = [[item["server"], item["size"], concurrency(item["server"], item["workers"]),
-                     str(item["repeats"]), fmt(item["duration"], 0), fmt(item["startup_s"], 2),
-                     fmt(item["jobs_per_s"]), fmt(item["p50_ms"]), fmt(item["p99_ms"]), str(item["errors"]),
-                     percent(item["other_cpu_during"])] for item in summary]
-    summary_table = table(["server", "size", "workers", "runs", "measured s", "startup s", "jobs/s", "p50 ms",
-                           "p99 ms", "errors", "other CPU"], summary_rows, labels=3)
-    ratio_rows = [[f"ours / {item['versus']}", item["size"], str(item["workers"]), fmt(item["jobs_per_s"], 2),
-                   fmt(item["p50_ms"], 3), fmt(item["p99_ms"], 3)] for item in found]
+    run_rows = [
+        [
+            run["server"],
+            run["size"],
+            concurrency(run["server"], run["workers"]),
+            fmt(run["startup_s"], 2),
+            fmt(run["jobs_per_s"]),
+            fmt(run["p50_ms"]),
+            fmt(run["p99_ms"]),
+            str(run["errors"]),
+            str(run["exit_code"]),
+            percent(run["other_cpu_during"]),
+        ]
+        for run in runs
+    ]
+    runs_table = table(
+        ["server", "size", "workers", "startup s", "jobs/s", "p50 ms", "p99 ms", "errors", "exit", "other CPU"],
+        run_rows,
+        labels=3,
+    )
+    summary_rows = [
+        [
+            item["server"],
+            item["size"],
+            concurrency(item["server"], item["workers"]),
+            str(item["repeats"]),
+            fmt(item["duration"], 0),
+            fmt(item["startup_s"], 2),
+            fmt(item["jobs_per_s"]),
+            fmt(item["p50_ms"]),
+            fmt(item["p99_ms"]),
+            str(item["errors"]),
+            percent(item["other_cpu_during"]),
+        ]
+        for item in summary
+    ]
+    summary_table = table(
+        [
+            "server",
+            "size",
+            "workers",
+            "runs",
+            "measured s",
+            "startup s",
+            "jobs/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "other CPU",
+        ],
+        summary_rows,
+        labels=3,
+    )
+    ratio_rows = [
+        [
+            f"ours / {item['versus']}",
+            item["size"],
+            str(item["workers"]),
+            fmt(item["jobs_per_s"], 2),
+            fmt(item["p50_ms"], 3),
+            fmt(item["p99_ms"], 3),
+        ]
+        for item in found
+    ]
     ratio_table = table(["ratio", "size", "workers", "jobs/s", "p50", "p99"], ratio_rows, labels=2)
-    return (f"every run:\n{runs_table}\n\nmedian over repeats:\n{summary_table}\n\n"
-            f"ratios of the medians:\n{ratio_table}")
+    return f"every run:\n{runs_table}\n\nmedian over repeats:\n{summary_table}\n\nratios of the medians:\n{ratio_table}"
 
 
 def main() -> None:
@@ -139,8 +203,12 @@ def main() -> None:
     parser.add_argument("--original-threads", type=int, default=2, help="the original's worker threads")
     parser.add_argument("--nowork-sizes", type=parse_sizes, default="18.6k", help="'' to skip the no-work server")
     parser.add_argument("--server-args", default="", help="extra arguments for `python -m server` (ours only)")
-    parser.add_argument("--idle-wait", type=float, default=30.0,
-                        help="seconds to wait, before each run, for other work to leave the CPUs idle")
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait, before each run, for other work to leave the CPUs idle",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=OUT_DIR / "scaling.json", help="result file")
     args = parser.parse_args()
@@ -158,8 +226,11 @@ def main() -> None:
     print(render(runs, summary, found))
     path = write_result(args.json, vars(args), {"runs": runs, "medians": summary, "ratios": found})
     print(f"wrote {path}")
-    problems = check_exits(servers) + [f"{item['server']} {item['size']} workers={item['workers']}: "
-                                       f"{item['errors']} failed jobs" for item in summary if item["errors"]]
+    problems = check_exits(servers) + [
+        f"{item['server']} {item['size']} workers={item['workers']}: {item['errors']} failed jobs"
+        for item in summary
+        if item["errors"]
+    ]
     if problems:
         sys.exit("\n".join(problems))
 

@@ -25,8 +25,8 @@ import asyncio
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.pool import Pool
-from typing import Callable
 
 from compute.queries import Query
 from compute.worker import UNSAVED, Batch, DatasetSync, Reply, error_reply, run_batch

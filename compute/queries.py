@@ -8,8 +8,9 @@ the original's `sorted(..., reverse=...)` over alphabetically grouped states.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def ordered(dataset: Dataset, codes: np.ndarray, values: np.ndarray, descending:
     """{state: value} sorted by value, ties in name order (a stable sort over name-ordered codes)."""
     order = np.argsort(-values if descending else values, kind="stable")
     names = dataset.catalog.states
-    return dict(zip([names[code] for code in codes[order].tolist()], values[order].tolist()))
+    return dict(zip([names[code] for code in codes[order].tolist()], values[order].tolist(), strict=True))
 
 
 def one_state(cells: Cells, state: int) -> Cells:
@@ -168,10 +169,8 @@ def mean_by_category(dataset: Dataset, query: Query) -> dict:
     keys = cells.state[stratified].astype(np.int64) * strata + cells.stratum[stratified]
     codes, means = group_means(keys, cells.sums[stratified], cells.counts[stratified])
     states, stratum_keys = dataset.catalog.state_reprs, dataset.catalog.stratum_reprs
-    names = [
-        f"({states[code // strata]}, {stratum_keys[code % strata]})" for code in codes.tolist()
-    ]
-    return dict(zip(names, means.tolist()))
+    names = [f"({states[code // strata]}, {stratum_keys[code % strata]})" for code in codes.tolist()]
+    return dict(zip(names, means.tolist(), strict=True))
 
 
 def state_mean_by_category(dataset: Dataset, query: Query) -> dict:
@@ -180,7 +179,7 @@ def state_mean_by_category(dataset: Dataset, query: Query) -> dict:
     codes, means = group_means(cells.stratum[stratified], cells.sums[stratified], cells.counts[stratified])
     stratum_keys = dataset.catalog.stratum_reprs
     names = [f"({stratum_keys[code]})" for code in codes.tolist()]
-    return {dataset.catalog.states[query.state]: dict(zip(names, means.tolist()))}
+    return {dataset.catalog.states[query.state]: dict(zip(names, means.tolist(), strict=True))}
 
 
 Kernel = Callable[[Dataset, Query], dict]

@@ -148,57 +148,110 @@ class Segment(NamedTuple):
 
 QUESTIONS: tuple[Question, ...] = (
     Question(
-        "Q018", "FV", "FV1", "Fruits and Vegetables", "Fruits and Vegetables - Behavior",
+        "Q018",
+        "FV",
+        "FV1",
+        "Fruits and Vegetables",
+        "Fruits and Vegetables - Behavior",
         "Percent of adults who report consuming fruit less than one time daily",
-        36.5, 0.95, FRUIT_VEGETABLE_YEARS,
+        36.5,
+        0.95,
+        FRUIT_VEGETABLE_YEARS,
     ),
     Question(
-        "Q019", "FV", "FV1", "Fruits and Vegetables", "Fruits and Vegetables - Behavior",
+        "Q019",
+        "FV",
+        "FV1",
+        "Fruits and Vegetables",
+        "Fruits and Vegetables - Behavior",
         "Percent of adults who report consuming vegetables less than one time daily",
-        18.6, 0.47, FRUIT_VEGETABLE_YEARS,
+        18.6,
+        0.47,
+        FRUIT_VEGETABLE_YEARS,
     ),
     Question(
-        "Q036", "OWS", "OWS1", "Obesity / Weight Status", "Obesity / Weight Status",
+        "Q036",
+        "OWS",
+        "OWS1",
+        "Obesity / Weight Status",
+        "Obesity / Weight Status",
         "Percent of adults aged 18 years and older who have obesity",
-        30.1, 0.60, ALL_YEARS,
+        30.1,
+        0.60,
+        ALL_YEARS,
     ),
     Question(
-        "Q037", "OWS", "OWS1", "Obesity / Weight Status", "Obesity / Weight Status",
+        "Q037",
+        "OWS",
+        "OWS1",
+        "Obesity / Weight Status",
+        "Obesity / Weight Status",
         "Percent of adults aged 18 years and older who have an overweight classification",
-        35.2, -0.15, ALL_YEARS,
+        35.2,
+        -0.15,
+        ALL_YEARS,
     ),
     Question(
-        "Q043", "PA", "PA1", "Physical Activity", "Physical Activity - Behavior",
+        "Q043",
+        "PA",
+        "PA1",
+        "Physical Activity",
+        "Physical Activity - Behavior",
         "Percent of adults who achieve at least 150 minutes a week of moderate-intensity"
         " aerobic physical activity or 75 minutes a week of vigorous-intensity aerobic"
         " activity (or an equivalent combination)",
-        50.8, -0.07, ODD_YEARS,
+        50.8,
+        -0.07,
+        ODD_YEARS,
     ),
     Question(
-        "Q044", "PA", "PA1", "Physical Activity", "Physical Activity - Behavior",
+        "Q044",
+        "PA",
+        "PA1",
+        "Physical Activity",
+        "Physical Activity - Behavior",
         "Percent of adults who achieve at least 150 minutes a week of moderate-intensity"
         " aerobic physical activity or 75 minutes a week of vigorous-intensity aerobic"
         " physical activity and engage in muscle-strengthening activities on 2 or more days"
         " a week",
-        20.9, 0.21, ODD_YEARS,
+        20.9,
+        0.21,
+        ODD_YEARS,
     ),
     Question(
-        "Q045", "PA", "PA1", "Physical Activity", "Physical Activity - Behavior",
+        "Q045",
+        "PA",
+        "PA1",
+        "Physical Activity",
+        "Physical Activity - Behavior",
         "Percent of adults who achieve at least 300 minutes a week of moderate-intensity"
         " aerobic physical activity or 150 minutes a week of vigorous-intensity aerobic"
         " activity (or an equivalent combination)",
-        31.7, 0.02, ODD_YEARS,
+        31.7,
+        0.02,
+        ODD_YEARS,
     ),
     Question(
-        "Q046", "PA", "PA1", "Physical Activity", "Physical Activity - Behavior",
-        "Percent of adults who engage in muscle-strengthening activities on 2 or more days"
-        " a week",
-        31.2, 0.61, ODD_YEARS,
+        "Q046",
+        "PA",
+        "PA1",
+        "Physical Activity",
+        "Physical Activity - Behavior",
+        "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week",
+        31.2,
+        0.61,
+        ODD_YEARS,
     ),
     Question(
-        "Q047", "PA", "PA1", "Physical Activity", "Physical Activity - Behavior",
+        "Q047",
+        "PA",
+        "PA1",
+        "Physical Activity",
+        "Physical Activity - Behavior",
         "Percent of adults who engage in no leisure-time physical activity",
-        24.8, -0.01, ALL_YEARS,
+        24.8,
+        -0.01,
+        ALL_YEARS,
     ),
 )
 
@@ -213,7 +266,10 @@ LOCATIONS: tuple[Location, ...] = (
     Location("CT", "Connecticut", "9", 8250, (-5.0, 0.1, -2.3, 1.0, 0.3, 1.0, -0.2, 1.5, -0.7)),
     Location("DE", "Delaware", "10", 3700, (-2.4, 0.2, 1.5, 0.1, -1.9, 0.4, -1.2, 1.4, 2.2)),
     Location(
-        "DC", "District of Columbia", "11", 3720,
+        "DC",
+        "District of Columbia",
+        "11",
+        3720,
         (-5.3, -3.8, -5.4, -3.7, 3.6, 2.7, 1.3, 2.9, -4.5),
     ),
     Location("FL", "Florida", "12", 14050, (-2.7, 0.1, -2.9, 1.0, 1.3, 1.5, 1.8, 1.0, 1.3)),
@@ -228,75 +284,46 @@ LOCATIONS: tuple[Location, ...] = (
     Location("LA", "Louisiana", "22", 4650, (6.9, 4.2, 4.9, -1.3, -5.2, -2.6, -3.7, -2.7, 4.7)),
     Location("ME", "Maine", "23", 9680, (-4.6, -7.3, -0.8, 0.1, 3.0, -0.5, 3.3, -1.4, -1.2)),
     Location("MD", "Maryland", "24", 12280, (-3.3, 0.2, 0.0, 0.1, -0.7, 0.6, -2.1, 1.2, -0.8)),
-    Location(
-        "MA", "Massachusetts", "25", 7590, (-5.2, -2.8, -4.8, 0.4, 1.2, 0.8, 0.6, 0.5, -0.8)
-    ),
+    Location("MA", "Massachusetts", "25", 7590, (-5.2, -2.8, -4.8, 0.4, 1.2, 0.8, 0.6, 0.5, -0.8)),
     Location("MI", "Michigan", "26", 9870, (0.1, -0.8, 2.0, -0.7, 1.1, -0.2, 1.3, 0.3, -0.5)),
     Location("MN", "Minnesota", "27", 14690, (-3.6, 1.4, -1.1, 0.7, 2.2, 1.2, 1.0, 1.6, -2.8)),
-    Location(
-        "MS", "Mississippi", "28", 5030, (7.3, 1.4, 6.3, -1.1, -9.8, -4.5, -7.4, -4.0, 7.3)
-    ),
+    Location("MS", "Mississippi", "28", 5030, (7.3, 1.4, 6.3, -1.1, -9.8, -4.5, -7.4, -4.0, 7.3)),
     Location("MO", "Missouri", "29", 6760, (1.6, -1.8, 2.4, -1.1, -2.5, -2.5, -1.9, -3.2, 1.8)),
     Location("MT", "Montana", "30", 5950, (0.1, -3.7, -3.4, 1.2, 6.9, 3.1, 7.5, 2.5, -3.6)),
     Location("NE", "Nebraska", "31", 14740, (0.7, 1.5, 1.7, 0.5, -1.5, -0.9, -2.4, -0.3, 0.0)),
     Location("NV", "Nevada", "32", 3420, (1.5, 3.3, -2.2, 1.9, 0.9, 0.9, 1.1, 1.4, -0.5)),
-    Location(
-        "NH", "New Hampshire", "33", 5750, (-4.7, -4.7, -1.8, 0.4, 3.9, 2.1, 3.5, 1.8, -2.5)
-    ),
-    Location(
-        "NJ", "New Jersey", "34", 10420, (-4.8, 0.9, -3.1, 1.5, -1.6, 0.7, -1.2, 1.3, 2.1)
-    ),
+    Location("NH", "New Hampshire", "33", 5750, (-4.7, -4.7, -1.8, 0.4, 3.9, 2.1, 3.5, 1.8, -2.5)),
+    Location("NJ", "New Jersey", "34", 10420, (-4.8, 0.9, -3.1, 1.5, -1.6, 0.7, -1.2, 1.3, 2.1)),
     Location("NM", "New Mexico", "35", 6050, (0.8, 0.9, -1.2, 1.2, 4.9, 4.1, 4.0, 4.0, -2.7)),
-    Location(
-        "NY", "New York", "36", 10980, (-4.0, 1.6, -3.8, 0.5, -1.9, -0.1, -1.5, 0.5, 1.8)
-    ),
-    Location(
-        "NC", "North Carolina", "37", 5500, (-0.8, -2.8, 1.3, 0.5, -2.4, -1.3, -3.0, -1.2, -0.5)
-    ),
-    Location(
-        "ND", "North Dakota", "38", 5220, (0.5, 1.6, 2.1, 0.7, -4.2, -2.4, -4.8, -1.2, 0.5)
-    ),
+    Location("NY", "New York", "36", 10980, (-4.0, 1.6, -3.8, 0.5, -1.9, -0.1, -1.5, 0.5, 1.8)),
+    Location("NC", "North Carolina", "37", 5500, (-0.8, -2.8, 1.3, 0.5, -2.4, -1.3, -3.0, -1.2, -0.5)),
+    Location("ND", "North Dakota", "38", 5220, (0.5, 1.6, 2.1, 0.7, -4.2, -2.4, -4.8, -1.2, 0.5)),
     Location("OH", "Ohio", "39", 11400, (1.5, -0.5, 2.4, -0.7, -1.3, -0.6, 0.0, 0.2, 1.7)),
     Location("OK", "Oklahoma", "40", 6120, (8.1, -0.4, 4.1, -0.4, -7.0, -4.1, -5.7, -4.7, 4.5)),
     Location("OR", "Oregon", "41", 5200, (-2.6, -3.1, -1.5, -0.4, 8.5, 2.9, 7.0, 1.3, -5.4)),
-    Location(
-        "PA", "Pennsylvania", "42", 6120, (-1.9, -1.2, 0.5, -0.1, -0.8, -0.7, -1.0, -0.4, 0.1)
-    ),
-    Location(
-        "RI", "Rhode Island", "44", 5320, (-3.9, 0.4, -2.0, 1.1, -1.9, -0.7, -1.8, -0.7, 1.1)
-    ),
-    Location(
-        "SC", "South Carolina", "45", 10130, (1.9, -0.7, 2.6, -0.8, -1.6, -0.7, -0.9, -0.5, 1.3)
-    ),
-    Location(
-        "SD", "South Dakota", "46", 6630, (0.3, -2.5, 1.5, 0.7, -0.5, -1.8, -0.9, -1.2, -1.7)
-    ),
-    Location(
-        "TN", "Tennessee", "47", 5170, (2.9, -2.2, 3.1, -0.5, -6.8, -4.0, -5.0, -4.0, 4.3)
-    ),
+    Location("PA", "Pennsylvania", "42", 6120, (-1.9, -1.2, 0.5, -0.1, -0.8, -0.7, -1.0, -0.4, 0.1)),
+    Location("RI", "Rhode Island", "44", 5320, (-3.9, 0.4, -2.0, 1.1, -1.9, -0.7, -1.8, -0.7, 1.1)),
+    Location("SC", "South Carolina", "45", 10130, (1.9, -0.7, 2.6, -0.8, -1.6, -0.7, -0.9, -0.5, 1.3)),
+    Location("SD", "South Dakota", "46", 6630, (0.3, -2.5, 1.5, 0.7, -0.5, -1.8, -0.9, -1.2, -1.7)),
+    Location("TN", "Tennessee", "47", 5170, (2.9, -2.2, 3.1, -0.5, -6.8, -4.0, -5.0, -4.0, 4.3)),
     Location("TX", "Texas", "48", 10890, (0.4, 2.2, 2.1, 0.4, -4.9, -1.2, -5.0, -0.2, 1.6)),
     Location("UT", "Utah", "49", 10600, (-3.5, 0.3, -3.4, -0.7, 3.3, 2.3, 1.3, 3.3, -5.8)),
     Location("VT", "Vermont", "50", 5970, (-6.1, -6.0, -3.8, -0.7, 7.7, 2.4, 8.1, 1.2, -4.6)),
     Location("VA", "Virginia", "51", 8590, (-1.3, -2.4, 0.0, 0.1, -0.4, 1.2, -0.3, 2.0, -0.6)),
-    Location(
-        "WA", "Washington", "53", 12060, (-3.5, -0.7, -2.0, 0.2, 5.3, 1.7, 4.1, 1.3, -5.1)
-    ),
-    Location(
-        "WV", "West Virginia", "54", 5240, (6.3, -1.8, 6.4, -1.3, -2.7, -5.5, -0.3, -7.9, 4.2)
-    ),
+    Location("WA", "Washington", "53", 12060, (-3.5, -0.7, -2.0, 0.2, 5.3, 1.7, 4.1, 1.3, -5.1)),
+    Location("WV", "West Virginia", "54", 5240, (6.3, -1.8, 6.4, -1.3, -2.7, -5.5, -0.3, -7.9, 4.2)),
     Location("WI", "Wisconsin", "55", 5260, (-1.5, 1.4, 1.8, 0.0, 4.7, 1.7, 3.0, 0.7, -2.4)),
     Location("WY", "Wyoming", "56", 4430, (2.4, -2.0, -1.5, 1.1, 3.2, 2.1, 3.3, 1.8, -1.0)),
-    Location(
-        "US", "National", "59", 400840, (-1.1, 0.1, -0.6, 0.2, 0.3, 0.4, -0.1, 0.6, -0.3)
-    ),
+    Location("US", "National", "59", 400840, (-1.1, 0.1, -0.6, 0.2, 0.3, 0.4, -0.1, 0.6, -0.3)),
     Location("GU", "Guam", "66", 1580, (4.9, 6.0, -0.1, -0.1, -3.0, 0.9, -0.7, 1.9, 3.2)),
     Location(
-        "PR", "Puerto Rico", "72", 5220,
+        "PR",
+        "Puerto Rico",
+        "72",
+        5220,
         (13.4, 22.4, -0.3, 2.6, -19.8, -12.5, -16.0, -18.8, 17.9),
     ),
-    Location(
-        "VI", "Virgin Islands", "78", 1250, (-2.1, 9.7, 0.4, -1.5, 0.0, 0.0, 0.0, 0.0, -1.7)
-    ),
+    Location("VI", "Virgin Islands", "78", 1250, (-2.1, 9.7, 0.4, -1.5, 0.0, 0.0, 0.0, 0.0, -1.7)),
 )
 
 CATEGORIES: tuple[Category, ...] = (
@@ -311,117 +338,199 @@ CATEGORIES: tuple[Category, ...] = (
 SEGMENTS: tuple[Segment, ...] = (
     Segment("Total", "Total", "OVERALL", 1.0, (0.0,) * 9),
     Segment(
-        "Age (years)", "18 - 24", "AGEYR1824", 0.054,
+        "Age (years)",
+        "18 - 24",
+        "AGEYR1824",
+        0.054,
         (4.5, 6.5, -12.4, -9.3, 2.8, 8.4, 0.1, 14.3, -7.8),
     ),
     Segment(
-        "Age (years)", "25 - 34", "AGEYR2534", 0.100,
+        "Age (years)",
+        "25 - 34",
+        "AGEYR2534",
+        0.100,
         (2.2, 0.4, -1.3, -2.0, -1.1, 2.2, -4.1, 5.4, -4.7),
     ),
     Segment(
-        "Age (years)", "35 - 44", "AGEYR3544", 0.120,
+        "Age (years)",
+        "35 - 44",
+        "AGEYR3544",
+        0.120,
         (-0.3, -2.2, 3.7, 0.5, -1.5, -0.3, -3.5, 0.2, -2.2),
     ),
     Segment(
-        "Age (years)", "45 - 54", "AGEYR4554", 0.159,
+        "Age (years)",
+        "45 - 54",
+        "AGEYR4554",
+        0.159,
         (2.0, -0.9, 5.8, 1.4, -1.4, -1.7, -1.7, -3.3, 0.8),
     ),
     Segment(
-        "Age (years)", "55 - 64", "AGEYR5564", 0.213,
+        "Age (years)",
+        "55 - 64",
+        "AGEYR5564",
+        0.213,
         (0.3, -0.7, 4.6, 2.3, -0.5, -3.0, 1.0, -5.5, 3.1),
     ),
     Segment(
-        "Age (years)", "65 or older", "AGEYR65PLUS", 0.342,
+        "Age (years)",
+        "65 or older",
+        "AGEYR65PLUS",
+        0.342,
         (-5.7, -1.1, -2.4, 3.8, 1.9, -3.1, 6.8, -6.4, 7.3),
     ),
     Segment(
-        "Education", "Less than high school", "EDUHS", 0.069,
+        "Education",
+        "Less than high school",
+        "EDUHS",
+        0.069,
         (3.8, 11.8, 3.8, -1.6, -12.5, -8.0, -6.3, -9.0, 16.2),
     ),
     Segment(
-        "Education", "High school graduate", "EDUHSGRAD", 0.272,
+        "Education",
+        "High school graduate",
+        "EDUHSGRAD",
+        0.272,
         (4.3, 3.9, 2.2, -0.6, -4.1, -3.4, -1.5, -3.9, 5.6),
     ),
     Segment(
-        "Education", "Some college or technical school", "EDUCOTEC", 0.272,
+        "Education",
+        "Some college or technical school",
+        "EDUCOTEC",
+        0.272,
         (0.9, -1.5, 1.7, -0.5, 1.2, 0.9, 0.5, 1.5, -2.0),
     ),
     Segment(
-        "Education", "College graduate", "EDUCOGRAD", 0.367,
+        "Education",
+        "College graduate",
+        "EDUCOGRAD",
+        0.367,
         (-6.5, -6.6, -5.7, 1.9, 8.7, 6.2, 3.9, 6.7, -10.9),
     ),
     Segment(
-        "Gender", "Male", "MALE", 0.437,
+        "Gender",
+        "Male",
+        "MALE",
+        0.437,
         (3.3, 2.4, -0.1, 5.4, 1.2, 2.1, 1.7, 4.1, -1.9),
     ),
     Segment(
-        "Gender", "Female", "FEMALE", 0.560,
+        "Gender",
+        "Female",
+        "FEMALE",
+        0.560,
         (-3.1, -2.3, 0.0, -5.6, -1.1, -2.0, -1.6, -3.9, 1.8),
     ),
     Segment(
-        "Income", "Less than $15,000", "INCLESS15", 0.080,
+        "Income",
+        "Less than $15,000",
+        "INCLESS15",
+        0.080,
         (5.8, 10.7, 5.0, -5.6, -9.5, -5.7, -4.9, -6.0, 13.2),
     ),
     Segment(
-        "Income", "$15,000 - $24,999", "INC1525", 0.131,
+        "Income",
+        "$15,000 - $24,999",
+        "INC1525",
+        0.131,
         (2.5, 6.1, 3.7, -2.6, -6.8, -4.3, -3.4, -4.4, 9.7),
     ),
     Segment(
-        "Income", "$25,000 - $34,999", "INC2535", 0.093,
+        "Income",
+        "$25,000 - $34,999",
+        "INC2535",
+        0.093,
         (1.4, 3.3, 2.2, -0.6, -3.6, -2.8, -1.7, -3.0, 5.0),
     ),
     Segment(
-        "Income", "$35,000 - $49,999", "INC3550", 0.119,
+        "Income",
+        "$35,000 - $49,999",
+        "INC3550",
+        0.119,
         (0.8, -0.1, 1.8, 0.7, -0.3, -0.8, 0.0, -0.7, 0.5),
     ),
     Segment(
-        "Income", "$50,000 - $74,999", "INC5075", 0.134,
+        "Income",
+        "$50,000 - $74,999",
+        "INC5075",
+        0.134,
         (0.1, -2.6, 1.2, 1.8, 2.4, 1.1, 0.9, 1.6, -4.0),
     ),
     Segment(
-        "Income", "$75,000 or greater", "INC75PLUS", 0.228,
+        "Income",
+        "$75,000 or greater",
+        "INC75PLUS",
+        0.228,
         (-2.3, -5.9, -2.4, 2.7, 8.4, 5.8, 4.0, 6.3, -9.9),
     ),
     Segment(
-        "Income", "Data not reported", "INCNR", 0.162,
+        "Income",
+        "Data not reported",
+        "INCNR",
+        0.162,
         (-0.4, 1.6, -4.3, -1.8, -2.8, -1.6, -0.8, -1.8, 2.0),
     ),
     Segment(
-        "Race/Ethnicity", "2 or more races", "RACE2PLUS", 0.018,
+        "Race/Ethnicity",
+        "2 or more races",
+        "RACE2PLUS",
+        0.018,
         (1.1, -0.7, 2.0, -2.8, 1.6, 3.3, 2.3, 5.1, -1.8),
     ),
     Segment(
-        "Race/Ethnicity", "American Indian/Alaska Native", "RACENAA", 0.018,
+        "Race/Ethnicity",
+        "American Indian/Alaska Native",
+        "RACENAA",
+        0.018,
         (1.7, 0.5, 6.5, -2.1, -1.2, 1.2, 2.6, 1.7, 4.9),
     ),
     Segment(
-        "Race/Ethnicity", "Asian", "RACEASN", 0.022,
+        "Race/Ethnicity",
+        "Asian",
+        "RACEASN",
+        0.022,
         (-1.7, -2.9, -18.5, -3.9, -2.7, -0.4, -5.4, 2.9, -3.0),
     ),
     Segment(
-        "Race/Ethnicity", "Hawaiian/Pacific Islander", "RACEHPI", 0.047,
+        "Race/Ethnicity",
+        "Hawaiian/Pacific Islander",
+        "RACEHPI",
+        0.047,
         (3.2, 4.0, 11.5, -3.4, 0.0, 4.4, 0.8, 5.1, 1.1),
     ),
     Segment(
-        "Race/Ethnicity", "Hispanic", "RACEHIS", 0.047,
+        "Race/Ethnicity",
+        "Hispanic",
+        "RACEHIS",
+        0.047,
         (-2.8, 9.8, 2.1, 1.0, -6.6, -1.5, -5.5, 0.0, 4.5),
     ),
     Segment(
-        "Race/Ethnicity", "Non-Hispanic Black", "RACEBLK", 0.071,
+        "Race/Ethnicity",
+        "Non-Hispanic Black",
+        "RACEBLK",
+        0.071,
         (2.2, 6.7, 7.7, -1.4, -5.2, 0.7, -3.7, 2.4, 4.0),
     ),
     Segment(
-        "Race/Ethnicity", "Non-Hispanic White", "RACEWHT", 0.733,
+        "Race/Ethnicity",
+        "Non-Hispanic White",
+        "RACEWHT",
+        0.733,
         (-0.2, -3.3, -1.7, 0.3, 2.5, 0.6, 1.9, 0.1, -2.1),
     ),
     Segment(
-        "Race/Ethnicity", "Other", "RACEOTH", 0.014,
+        "Race/Ethnicity",
+        "Other",
+        "RACEOTH",
+        0.014,
         (-1.8, -2.6, -1.5, 0.5, 1.0, 2.9, 3.2, 4.5, 1.8),
     ),
 )
 
 CATEGORY_BY_NAME: dict[str, Category] = {category.name: category for category in CATEGORIES}
 CELL_COUNT = sum(len(q.years) for q in QUESTIONS) * len(LOCATIONS) * len(SEGMENTS)
+
 
 class Cell(NamedTuple):
     """One (year, location, question, segment) estimate; numbers are in tenths so that the
@@ -461,16 +570,9 @@ def _make_cells(rng: random.Random) -> list[Cell]:
             base = question.mean + question.trend * (year - REFERENCE_YEAR)
             for l_index, location in enumerate(LOCATIONS):
                 for s_index, (segment, category) in enumerate(segments):
-                    value = (
-                        base
-                        + location.effects[q_index]
-                        + segment.effects[q_index]
-                        + gauss(0.0, category.noise)
-                    )
+                    value = base + location.effects[q_index] + segment.effects[q_index] + gauss(0.0, category.noise)
                     value_tenths = round(10 * min(MAX_VALUE, max(MIN_VALUE, value)))
-                    size = location.sample_size * segment.share * math.exp(
-                        gauss(0.0, category.size_noise)
-                    )
+                    size = location.sample_size * segment.share * math.exp(gauss(0.0, category.size_noise))
                     raw.append((year, q_index, l_index, s_index, value_tenths, size))
 
     suppressed_count = round(SUPPRESSED_SHARE * len(raw))
@@ -591,7 +693,7 @@ def generate_rows(rows: int, seed: int) -> Iterator[dict[str, str]]:
     row = 0
     for chunk in chunks:
         for index in chunk:
-            yield dict(zip(HEADER, _cell_fields(cells[index], stratified=row != unstratified)))
+            yield dict(zip(HEADER, _cell_fields(cells[index], stratified=row != unstratified), strict=True))
             row += 1
 
 
@@ -641,12 +743,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Write a seeded synthetic sample of the BRFSS nutrition/obesity CSV.",
     )
-    parser.add_argument(
-        "--rows", type=int, default=DEFAULT_ROWS, help=f"data rows (default {DEFAULT_ROWS})"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
-    )
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help=f"data rows (default {DEFAULT_ROWS})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument(
         "--out",
         default=str(DEFAULT_OUT),
@@ -673,8 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     write_csv(args.out, args.rows, args.seed)
     print(
-        f"wrote {args.rows} rows (seed {args.seed}) to {args.out}"
-        f" in {time.perf_counter() - started:.1f}s",
+        f"wrote {args.rows} rows (seed {args.seed}) to {args.out} in {time.perf_counter() - started:.1f}s",
         file=sys.stderr,
     )
     return 0

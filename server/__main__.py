@@ -15,7 +15,9 @@ from store.csvfile import DataFileError
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     try:
-        web.run_app(create_app(config), host=config.host, port=config.port, access_log=None, print=partial(print, flush=True))
+        web.run_app(
+            create_app(config), host=config.host, port=config.port, access_log=None, print=partial(print, flush=True)
+        )
     except DataFileError as error:
         print(f"cannot start: {error}", file=sys.stderr)
         return 2

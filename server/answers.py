@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from compute.dispatch import Dispatcher
 from compute.queries import Query
@@ -109,6 +110,6 @@ class Answers:
 
     def learn(self, jobs: list[tuple[int, Query]], replies: list[Reply]) -> None:
         """The pool's finished replies, in the order of the batch's jobs."""
-        for (_, query), (_, status, reply) in zip(jobs, replies):
+        for (_, query), (_, status, reply) in zip(jobs, replies, strict=True):
             if status == "done":
                 self.cache.put(query, reply)

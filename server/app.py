@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from compute.dispatch import Dispatcher
 from compute.pool import start_pool
+from server.admin import ADMIN_TOKEN
+from server.answers import AnswerCache, Answers
 from server.config import Config
 from server.dataset_routes import add_dataset_routes
 from server.datasets import DatasetRegistry
-from server.admin import ADMIN_TOKEN
-from server.answers import AnswerCache, Answers
 from server.jobs import JobTable, Retention
 from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
@@ -55,7 +55,13 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATASETS] = registry
     try:
         dataset = await registry.load_default(config.data)
-        log.info("loaded %s: %d rows, %d cells, %d shared bytes", config.data, dataset.catalog.rows, len(dataset.arrays["sum"]), dataset.shared_bytes)
+        log.info(
+            "loaded %s: %d rows, %d cells, %d shared bytes",
+            config.data,
+            dataset.catalog.rows,
+            len(dataset.arrays["sum"]),
+            dataset.shared_bytes,
+        )
         restored = await registry.restore()
         if restored:
             log.info("restored uploaded data sets: %s", ", ".join(restored))
@@ -86,7 +92,9 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.keep_mb * 2**20, config.results_ttl_s))
     answers = Answers(AnswerCache(config.cache_entries, config.cache_mb * 2**20), lambda: host.ledger, jobs.finish)
-    dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe, answers.learn)
+    dispatcher = Dispatcher(
+        pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe, answers.learn
+    )
     answers.dispatcher = dispatcher
     service = Service(registry, jobs, answers, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
     app[SERVICE] = service

@@ -57,22 +57,78 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(
         prog="python -m server", description="Le Stats Sportif: CDC nutrition and activity statistics over HTTP."
     )
-    parser.add_argument("--data", type=Path, default=BUNDLED_SAMPLE, help="CSV in the CDC schema (default: the bundled sample)")
+    parser.add_argument(
+        "--data", type=Path, default=BUNDLED_SAMPLE, help="CSV in the CDC schema (default: the bundled sample)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
-    parser.add_argument("--workers", type=positive_int, default=None, help="pool processes (default $TP_NUM_OF_THREADS, else the CPU count)")
-    parser.add_argument("--state-dir", type=Path, default=Path("results"), help="where results, job states and logs persist (default ./results)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="pool processes (default $TP_NUM_OF_THREADS, else the CPU count)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("results"),
+        help="where results, job states and logs persist (default ./results)",
+    )
     parser.add_argument("--log-file", type=Path, default=None, help="log file (default STATE_DIR/webserver.log)")
-    parser.add_argument("--max-body", type=positive_int, default=2**20, help="largest request body in bytes (default 1 MiB)")
-    parser.add_argument("--max-queued", type=positive_int, default=10_000, help="jobs queued or running at once; beyond it a query gets 503 (default 10000)")
-    parser.add_argument("--keep-results", type=positive_int, default=100_000, help="finished jobs kept, newest first (default 100000)")
-    parser.add_argument("--keep-mb", type=positive_int, default=512, help="and at most this many MiB of them (default 512)")
-    parser.add_argument("--results-ttl", type=float, default=None, metavar="SECONDS", help="also drop finished jobs older than this (default: keep)")
-    parser.add_argument("--admin-token", default=os.environ.get("LESTATS_ADMIN_TOKEN") or None, help="require 'Authorization: Bearer TOKEN' on admin routes (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)")
-    parser.add_argument("--poll-grace-ms", type=float, default=10.0, help="get_results on a running job answers when it finishes, or after this many ms (default 10; 0 answers at once)")
-    parser.add_argument("--max-upload", type=positive_int, default=256 * 2**20, help="largest data-set upload in bytes (default 256 MiB)")
-    parser.add_argument("--cache-entries", type=int, default=4096, help="replies kept to answer identical queries without the pool (default 4096; 0 turns the cache off)")
-    parser.add_argument("--cache-mb", type=positive_int, default=64, help="memory bound of that cache in MiB (default 64)")
+    parser.add_argument(
+        "--max-body", type=positive_int, default=2**20, help="largest request body in bytes (default 1 MiB)"
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=positive_int,
+        default=10_000,
+        help="jobs queued or running at once; beyond it a query gets 503 (default 10000)",
+    )
+    parser.add_argument(
+        "--keep-results", type=positive_int, default=100_000, help="finished jobs kept, newest first (default 100000)"
+    )
+    parser.add_argument(
+        "--keep-mb", type=positive_int, default=512, help="and at most this many MiB of them (default 512)"
+    )
+    parser.add_argument(
+        "--results-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also drop finished jobs older than this (default: keep)",
+    )
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get("LESTATS_ADMIN_TOKEN") or None,
+        help=(
+            "require 'Authorization: Bearer TOKEN' on admin routes"
+            " (default $LESTATS_ADMIN_TOKEN; without one, admin routes are loopback-only)"
+        ),
+    )
+    parser.add_argument(
+        "--poll-grace-ms",
+        type=float,
+        default=10.0,
+        help=(
+            "get_results on a running job answers when it finishes, or after this many ms"
+            " (default 10; 0 answers at once)"
+        ),
+    )
+    parser.add_argument(
+        "--max-upload",
+        type=positive_int,
+        default=256 * 2**20,
+        help="largest data-set upload in bytes (default 256 MiB)",
+    )
+    parser.add_argument(
+        "--cache-entries",
+        type=int,
+        default=4096,
+        help="replies kept to answer identical queries without the pool (default 4096; 0 turns the cache off)",
+    )
+    parser.add_argument(
+        "--cache-mb", type=positive_int, default=64, help="memory bound of that cache in MiB (default 64)"
+    )
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")

@@ -7,8 +7,9 @@ query routes' small body limit would refuse any real file.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import BodyPartReader, web
@@ -45,10 +46,10 @@ async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
         reader = await request.multipart()
         async for part in reader:
             if isinstance(part, BodyPartReader) and part.name == "file":
-                content = await read_limited(lambda: part.read_chunk(2**16), limit)
+                content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
                 return content, part.filename or "upload.csv"
         raise DataFileError("the form has no 'file' field with the CSV")
-    content = await read_limited(lambda: request.content.read(2**16), limit)
+    content = await read_limited(functools.partial(request.content.read, 2**16), limit)
     return content, request.query.get("name", "upload.csv")
 
 

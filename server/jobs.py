@@ -6,16 +6,17 @@ starts beyond every id that may have been handed out and never issues one twice;
 hears every few tens of ms how far ids were actually issued (`issued_up_to`).
 
 Retention keeps the newest `keep` jobs by id, whose replies add up to at most `max_bytes` (and, with
-a time to live, only those finished within it). Expiry moves a watermark up through the ids, so "expired" (below the watermark) is told apart
-from "never issued" (at or above the next id) without remembering every dropped id.
+a time to live, only those finished within it). Expiry moves a watermark up through the ids, so
+"expired" (below the watermark) is told apart from "never issued" (at or above the next id)
+without remembering every dropped id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 import orjson
 

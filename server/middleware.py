@@ -67,7 +67,11 @@ def log_calls(config: Config, calls: CallLog) -> Middleware:
         params: bytes | str = request.query_string
         if request.match_info.route.name == QUERY_ROUTE:
             length = request.content_length
-            params = (await request.read())[:512] if length is not None and length <= readable else f"(body of {length} bytes)"
+            params = (
+                (await request.read())[:512]
+                if length is not None and length <= readable
+                else f"(body of {length} bytes)"
+            )
         calls.line("enter %s %s %s", request.method, request.path, params)
         response = await handler(request)
         calls.line("exit %s %s %d", request.method, request.path, response.status)

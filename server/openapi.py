@@ -47,7 +47,11 @@ def _names(catalogs: dict[str, Catalog], field: str) -> list[str]:
 
 def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
     properties: dict[str, Any] = {
-        "question": {"type": "string", "enum": _names(catalogs, "questions"), "description": "a Question of the data set, exactly"},
+        "question": {
+            "type": "string",
+            "enum": _names(catalogs, "questions"),
+            "description": "a Question of the data set, exactly",
+        },
         "years": {
             "type": "array",
             "nullable": True,
@@ -57,11 +61,19 @@ def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
             "description": "extension: [from, to] with from <= to, keep rows with YearStart >= from "
             "and YearEnd <= to; only on a data set with YearStart/YearEnd",
         },
-        "dataset": {"type": "string", "enum": sorted(catalogs), "description": "extension: a data set id; default the start-up one"},
+        "dataset": {
+            "type": "string",
+            "enum": sorted(catalogs),
+            "description": "extension: a data set id; default the start-up one",
+        },
     }
     required = ["question"]
     if kind in NEEDS_STATE:
-        properties["state"] = {"type": "string", "enum": _names(catalogs, "states"), "description": "a LocationDesc of the data set"}
+        properties["state"] = {
+            "type": "string",
+            "enum": _names(catalogs, "states"),
+            "description": "a LocationDesc of the data set",
+        }
         required.append("state")
     return {
         "required": True,
@@ -105,7 +117,15 @@ def openapi_document(catalogs: dict[str, Catalog]) -> dict[str, Any]:
         "get_results",
         "A job's state, and its data once done",
         {"200": _json(JOB_REPLY, "running, done or error"), "404": _error("never issued, or expired")},
-        [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "job_id_<n> or <n>"}],
+        [
+            {
+                "name": "job_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "job_id_<n> or <n>",
+            }
+        ],
     )
     paths["/api/jobs"] = _get(
         "jobs",
@@ -117,7 +137,10 @@ def openapi_document(catalogs: dict[str, Catalog]) -> dict[str, Any]:
                     "required": ["status", "data"],
                     "properties": {
                         "status": {"enum": ["done"]},
-                        "data": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "string"}}},
+                        "data": {
+                            "type": "array",
+                            "items": {"type": "object", "additionalProperties": {"type": "string"}},
+                        },
                     },
                 },
                 "the jobs",
@@ -129,7 +152,11 @@ def openapi_document(catalogs: dict[str, Catalog]) -> dict[str, Any]:
         "How many jobs are queued or running",
         {
             "200": _json(
-                {"type": "object", "required": ["num_jobs"], "properties": {"num_jobs": {"type": "integer", "minimum": 0}}},
+                {
+                    "type": "object",
+                    "required": ["num_jobs"],
+                    "properties": {"num_jobs": {"type": "integer", "minimum": 0}},
+                },
                 "the count",
             )
         },

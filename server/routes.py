@@ -113,7 +113,11 @@ async def page(request: web.Request) -> web.FileResponse:
 async def route_list(request: web.Request) -> web.Response:
     """GET /api: the routes, for people exploring with curl."""
     routes = sorted(
-        {f"{route.method} {route.resource.canonical}" for route in request.app.router.routes() if route.resource and route.method != "HEAD"}
+        {
+            f"{route.method} {route.resource.canonical}"
+            for route in request.app.router.routes()
+            if route.resource and route.method != "HEAD"
+        }
     )
     return json_bytes(orjson.dumps({"service": "Le Stats Sportif", "routes": routes}))
 
@@ -123,7 +127,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/{query:%s}" % "|".join(KERNELS), submit_query, name=QUERY_ROUTE)
+    app.router.add_post("/api/{{query:{}}}".format("|".join(KERNELS)), submit_query, name=QUERY_ROUTE)
     app.router.add_get("/api/get_results/{job_id}", get_results)
     app.router.add_get("/api/jobs", list_jobs)
     app.router.add_get("/api/num_jobs", num_jobs)

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from compute.dispatch import Dispatcher
-from server.jobs import JobTable
 from server.answers import Answers
 from server.datasets import DatasetRegistry
+from server.jobs import JobTable
 from store.cells import Catalog
 from store.manager import LedgerHost
 
@@ -75,7 +75,11 @@ class Service:
             "ledger": ledger,
             "cache": self.answers.cache.stats(),
             "datasets": {
-                name: {"rows": dataset.catalog.rows, "cells": len(dataset.arrays["sum"]), "shared_bytes": dataset.shared_bytes}
+                name: {
+                    "rows": dataset.catalog.rows,
+                    "cells": len(dataset.arrays["sum"]),
+                    "shared_bytes": dataset.shared_bytes,
+                }
                 for name, dataset in self.registry.datasets.items()
             },
             "uptime_s": round(asyncio.get_running_loop().time() - self.started, 3),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.pool import Pool
-from typing import AsyncIterator, Callable
 
 from compute.dispatch import Dispatcher
 from compute.pool import start_pool
@@ -117,7 +117,9 @@ async def tell_ledger(
 
 async def expire_results(service: Service, interval_s: float = 1.0) -> None:
     """Apply the time to live, and tell the ledger which jobs it may forget and compact away."""
-    async for _ in tell_ledger(service, "expiring jobs below", interval_s, service.jobs.expire, lambda n: service.ledger.expire_below(n)):
+    async for _ in tell_ledger(
+        service, "expiring jobs below", interval_s, service.jobs.expire, lambda n: service.ledger.expire_below(n)
+    ):
         pass
 
 
@@ -127,7 +129,11 @@ async def record_issued(service: Service, interval_s: float = 0.02) -> None:
     Off the hot path: one small write per interval, only when ids moved."""
     service.issued_recorded = service.jobs.issued_up_to
     async for issued in tell_ledger(
-        service, "recording issued ids up to", interval_s, lambda: service.jobs.issued_up_to, lambda n: service.ledger.issued(n)
+        service,
+        "recording issued ids up to",
+        interval_s,
+        lambda: service.jobs.issued_up_to,
+        lambda n: service.ledger.issued(n),
     ):
         service.issued_recorded = issued
 

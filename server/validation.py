@@ -6,7 +6,8 @@ Everything that can be known without computing is checked here, in the request, 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 

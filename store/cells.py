@@ -18,7 +18,6 @@ from store.csvfile import NO_YEAR, Columns
 NO_STRATUM = -1
 
 
-
 @dataclass(frozen=True)
 class Catalog:
     """What a data set holds, by name: small and picklable, so every worker gets a copy."""
@@ -89,7 +88,9 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         year_start = year_end = np.zeros(len(values), dtype=np.int64)
     radix = (len(columns.states.names), len(strata) + 1, len(starts_seen), len(ends_seen))
     key = columns.questions.codes[present].astype(np.int64)
-    for size, part in zip(radix, (columns.states.codes[present], stratum[present] + 1, year_start, year_end)):
+    for size, part in zip(
+        radix, (columns.states.codes[present], stratum[present] + 1, year_start, year_end), strict=True
+    ):
         key = key * size + part
     space = len(columns.questions.names)
     for size in radix:
@@ -122,7 +123,7 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         states=columns.states.names,
         strata=strata,
         year_range=(int(years.min()), int(ends_seen.max())) if len(years) else None,
-        answered=frozenset(zip((answered // states).tolist(), (answered % states).tolist())),
+        answered=frozenset(zip((answered // states).tolist(), (answered % states).tolist(), strict=True)),
     )
     return catalog, arrays
 

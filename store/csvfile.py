@@ -110,9 +110,7 @@ def _parse(source: str | pa.Buffer, opener: Opener, label: str) -> Columns:
     _, names = header
     missing = [name for name in REQUIRED if name not in names]
     if missing:
-        raise DataFileError(
-            f"{label}: line 1: the header lacks the required column(s) {', '.join(missing)}"
-        )
+        raise DataFileError(f"{label}: line 1: the header lacks the required column(s) {', '.join(missing)}")
     wanted = list(REQUIRED)
     has_years = YEAR_START in names and YEAR_END in names
     if has_years:
@@ -140,9 +138,7 @@ def _parse(source: str | pa.Buffer, opener: Opener, label: str) -> Columns:
     )
 
 
-def _read_table(
-    source: str | pa.Buffer, opener: Opener, wanted: list[str]
-) -> tuple[pa.Table, bool]:
+def _read_table(source: str | pa.Buffer, opener: Opener, wanted: list[str]) -> tuple[pa.Table, bool]:
     """The `wanted` columns, each as dictionary-encoded strings, and whether each record
     (header included) is one line of the file.
 
@@ -252,9 +248,7 @@ def _first_bad_row(bad: np.ndarray, indices: np.ndarray) -> int:
     return int(np.flatnonzero(bad.take(indices))[0])
 
 
-def _values(
-    dictionary: pa.StringArray, indices: np.ndarray, line_of: Callable[[int], int], label: str
-) -> np.ndarray:
+def _values(dictionary: pa.StringArray, indices: np.ndarray, line_of: Callable[[int], int], label: str) -> np.ndarray:
     """Data_Value as float64; empty is NaN (missing); anything else must be a finite number."""
     text, empty, parsed = _numbers(dictionary)
     faults = ((~empty & np.isnan(parsed), "is not a number"), (np.isinf(parsed), "is too large"))
@@ -262,9 +256,7 @@ def _values(
         if bad.any():
             row = _first_bad_row(bad, indices)
             value = text[int(indices[row])].as_py()
-            raise DataFileError(
-                f"{label}: line {line_of(row)}, column {VALUE}: {value!r} {problem}"
-            )
+            raise DataFileError(f"{label}: line {line_of(row)}, column {VALUE}: {value!r} {problem}")
     return parsed.take(indices)
 
 
@@ -283,9 +275,7 @@ def _years(
     if bad.any():
         row = _first_bad_row(bad, indices)
         value = text[int(indices[row])].as_py()
-        raise DataFileError(
-            f"{label}: line {line_of(row)}, column {column}: {value!r} is not a year"
-        )
+        raise DataFileError(f"{label}: line {line_of(row)}, column {column}: {value!r} is not a year")
     year[empty] = NO_YEAR
     return year.astype(np.int16).take(indices)
 
@@ -314,9 +304,7 @@ def _line_of_row(opener: Opener, row: int, label: str) -> int:
         for index, (line, _) in enumerate(_records(stream, label)):
             if index == row + 1:
                 return line
-    raise DataFileError(
-        f"{label}: row {row + 1} is refused, but a rescan of the file cannot find it"
-    )
+    raise DataFileError(f"{label}: row {row + 1} is refused, but a rescan of the file cannot find it")
 
 
 def _locate_fault(
@@ -329,12 +317,10 @@ def _locate_fault(
         next(records)
         for line, row in records:
             if len(row) != len(header):
-                lacking = [name for name, index in zip(wanted, positions) if index >= len(row)]
+                lacking = [name for name, index in zip(wanted, positions, strict=True) if index >= len(row)]
                 where = f"line {line}, column {lacking[0]}" if lacking else f"line {line}"
-                return DataFileError(
-                    f"{label}: {where}: the row has {len(row)} fields, the header {len(header)}"
-                )
-            for name, index in zip(wanted, positions):
+                return DataFileError(f"{label}: {where}: the row has {len(row)} fields, the header {len(header)}")
+            for name, index in zip(wanted, positions, strict=True):
                 if _UNDECODED.search(row[index]):
                     return DataFileError(f"{label}: line {line}, column {name}: not UTF-8 text")
     return DataFileError(f"{label}: {error}")

@@ -19,6 +19,7 @@ jobs make up at least half of the file, it is rewritten (to a temporary file, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -128,8 +129,7 @@ class Ledger:
     def finish(self, replies: list[tuple[int, str, bytes]]) -> str | None:
         """Journal finished (job, status, reply) triples; returns None, or why they were not written."""
         lines = b"".join(
-            orjson.dumps({"job": job_id, "reply": orjson.Fragment(reply)}) + b"\n"
-            for job_id, _, reply in replies
+            orjson.dumps({"job": job_id, "reply": orjson.Fragment(reply)}) + b"\n" for job_id, _, reply in replies
         )
         with self._lock:
             error = self._append(lines)
@@ -212,10 +212,8 @@ class Ledger:
             while written < len(data):
                 written += os.write(self._fd, data[written:])
         except OSError as error:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, before)
-            except OSError:
-                pass
             return self._failed(f"cannot write the journal {self._path}: {error}")
         return None
 
@@ -228,7 +226,11 @@ class Ledger:
         temporary = self._path.with_suffix(".compacting")
         header = b"".join(
             orjson.dumps({key: value}) + b"\n"
-            for key, value in (("reserved", self._reserved), ("issued", self._issued), ("expired_below", self._expired_below))
+            for key, value in (
+                ("reserved", self._reserved),
+                ("issued", self._issued),
+                ("expired_below", self._expired_below),
+            )
         )
         try:
             with open(self._path, "rb") as source, open(temporary, "wb") as target:
@@ -249,4 +251,3 @@ class Ledger:
         self._open()
         self._compacted_size = self._size()
         return None
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 from multiprocessing.context import BaseContext
@@ -66,9 +67,7 @@ class LedgerHost:
 
     def shutdown(self) -> None:
         if self._manager is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._manager.shutdown()
-            except OSError:
-                pass
             self._manager = None
             self.ledger = None

@@ -16,11 +16,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -70,9 +70,7 @@ class SharedArrays:
         self.layout = layout
         self.owner = owner
         self.views = {
-            spec.name: np.ndarray(
-                (spec.length,), dtype=np.dtype(spec.dtype), buffer=segment.buf, offset=spec.offset
-            )
+            spec.name: np.ndarray((spec.length,), dtype=np.dtype(spec.dtype), buffer=segment.buf, offset=spec.offset)
             for spec in layout.arrays
         }
 

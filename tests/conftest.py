@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from serverproc import SHM, Server, mapped_shm_files, segments_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

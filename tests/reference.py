@@ -162,10 +162,7 @@ def reference(rows, name, question, state=None):
 
     if name in ("best5", "worst5"):
         lower_is_better = _lower_is_better(question)
-        if name == "best5":
-            descending = not lower_is_better
-        else:
-            descending = lower_is_better
+        descending = not lower_is_better if name == "best5" else lower_is_better
         ordered = _sorted_by_value(_states_means(rows, question), descending)
         return dict(list(ordered.items())[:5])
 

@@ -2,6 +2,7 @@
 and check what it leaves in /dev/shm. Used by the process, OpenAPI and browser tests."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -80,17 +81,42 @@ class Server:
         self.semaphores_before = semaphores()
         self.stdout = open(self.state_dir.parent / f"server-{self.port}.out", "w+")
         self.stderr = open(self.state_dir.parent / f"server-{self.port}.err", "w+")
-        command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--state-dir", str(self.state_dir), "--workers", str(workers), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.state_dir),
+            "--workers",
+            str(workers),
+            *args,
+        ]
         if data is not None:
             command += ["--data", str(data)]
-        environment = {name: value for name, value in os.environ.items() if name not in ("LESTATS_ADMIN_TOKEN", "TP_NUM_OF_THREADS")}
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in ("LESTATS_ADMIN_TOKEN", "TP_NUM_OF_THREADS")
+        }
         environment.update(env or {})
-        self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=self.stdout, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=environment)
+        self.proc = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=environment,
+        )
         self.pid = self.proc.pid
         self.crash_semaphores = set()  # semaphores a SIGKILL may leave behind, removed at teardown
-        self.log_path = Path(args[list(args).index("--log-file") + 1]) if "--log-file" in args else self.state_dir / "webserver.log"
+        self.log_path = (
+            Path(args[list(args).index("--log-file") + 1]) if "--log-file" in args else self.state_dir / "webserver.log"
+        )
 
     @property
     def url(self):
@@ -186,7 +212,8 @@ class Server:
         # program's are mapped by it) were the server's and are leaked.
         # (Semaphores named for another server, sem.lestats_<pid>_*, are that server's business.)
         leaked = {
-            name for name in (semaphores() - self.semaphores_before) - mapped_shm_files()
+            name
+            for name in (semaphores() - self.semaphores_before) - mapped_shm_files()
             if not name.startswith("sem.lestats_") or name.startswith(f"sem.lestats_{self.pid}_")
         }
         assert not leaked, f"semaphores left in /dev/shm: {sorted(leaked)}"
@@ -205,15 +232,11 @@ class Server:
         """Teardown: stop it if it still runs, kill what is left of its group, close its output."""
         try:
             if self.proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGCONT)  # in case a test left it stopped
-                except ProcessLookupError:
-                    pass
                 os.kill(self.pid, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
             if group_members(self.pid):
                 os.killpg(self.pid, signal.SIGKILL)
             if self.proc.poll() is None:

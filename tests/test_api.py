@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from conftest import PROJECT_ROOT, SHARED_DATA_DIR
 from reference import QUERY_NAMES, QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
+
 from server.app import create_app
 from server.config import Config
 
@@ -107,7 +107,9 @@ async def run_query(client, query, body):
 async def expect_error(response, status):
     """An error reply: the status, and API.md's JSON shape; returns the reason."""
     text = await response.text()
-    assert response.status == status, f"{response.method} {response.url.path}: want {status}, got {response.status} {text}"
+    assert response.status == status, (
+        f"{response.method} {response.url.path}: want {status}, got {response.status} {text}"
+    )
     assert response.content_type == "application/json", f"{response.status} reply is {response.content_type}: {text!r}"
     reply = json.loads(text)
     assert isinstance(reply, dict) and set(reply) == {"status", "reason"}, reply
@@ -158,7 +160,19 @@ def assert_matches(got, want, abs_tol=0.0):
             assert math.isclose(got[key], value, rel_tol=REL_TOL, abs_tol=abs_tol), (key, got[key], value)
 
 
-def write_csv(path, rows, header=("YearStart", "YearEnd", "LocationDesc", "Question", "Data_Value", "StratificationCategory1", "Stratification1")):
+def write_csv(
+    path,
+    rows,
+    header=(
+        "YearStart",
+        "YearEnd",
+        "LocationDesc",
+        "Question",
+        "Data_Value",
+        "StratificationCategory1",
+        "Stratification1",
+    ),
+):
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(header)
@@ -194,7 +208,9 @@ async def test_states_mean_ascends_and_diff_from_mean_descends(client):
     assert "National" in means and "Guam" in means, "every LocationDesc is a 'state'"
 
 
-@pytest.mark.parametrize("question, lower_is_better", [(OBESITY, True), (MUSCLE, False)], ids=["lower-better", "higher-better"])
+@pytest.mark.parametrize(
+    "question, lower_is_better", [(OBESITY, True), (MUSCLE, False)], ids=["lower-better", "higher-better"]
+)
 async def test_best5_and_worst5_follow_the_question_direction(client, question, lower_is_better):
     means = await run_query(client, "states_mean", {"question": question})  # ascending
     best = await run_query(client, "best5", {"question": question})
@@ -228,7 +244,7 @@ async def test_by_category_keys_are_python_tuple_strings_in_order(client):
     assert all(isinstance(k, tuple) and len(k) == 2 for k in inner_keys)
     assert [str(k) for k in inner_keys] == list(inner) and inner_keys == sorted(inner_keys)
     # The same groups as Ohio's part of mean_by_category.
-    assert inner == {str(k[1:]): v for k, v in zip(keys, by_category.values()) if k[0] == "Ohio"}
+    assert inner == {str(k[1:]): v for k, v in zip(keys, by_category.values(), strict=True) if k[0] == "Ohio"}
 
 
 async def test_unknown_extra_fields_are_ignored(client):
@@ -254,8 +270,22 @@ async def test_job_ids_count_up_from_1_and_the_bare_number_works(client):
 
 async def test_unknown_job_ids_are_404(client):
     await wait_result(client, await submit(client, "global_mean", {"question": OBESITY}))  # job_id_1 exists
-    for job_id in ["job_id_2", "2", "job_id_999999", "abc", "job_id_", "job_id_abc", "0", "job_id_0", "-1",
-                   "job_id_-1", "1.0", "job_id_1x", "JOB_ID_1", "%D9%A1"]:  # the last is Arabic-Indic '1'
+    for job_id in [
+        "job_id_2",
+        "2",
+        "job_id_999999",
+        "abc",
+        "job_id_",
+        "job_id_abc",
+        "0",
+        "job_id_0",
+        "-1",
+        "job_id_-1",
+        "1.0",
+        "job_id_1x",
+        "JOB_ID_1",
+        "%D9%A1",
+    ]:  # the last is Arabic-Indic '1'
         response = await client.get(f"/api/get_results/{job_id}")
         assert await response.json(content_type=None) == INVALID_JOB_ID, job_id
         await expect_error(response, 404)
@@ -547,7 +577,7 @@ def rows_in_years(first, last):
     with open(SAMPLE, newline="", encoding="utf-8-sig") as stream:
         years = [(int(r["YearStart"]), int(r["YearEnd"])) for r in csv.DictReader(stream)]
     rows = load_rows(SAMPLE)
-    return [row for row, (start, end) in zip(rows, years) if first <= start and end <= last]
+    return [row for row, (start, end) in zip(rows, years, strict=True) if first <= start and end <= last]
 
 
 async def test_years_filter_the_rows(client, sample_rows):
@@ -563,8 +593,18 @@ async def test_years_filter_the_rows(client, sample_rows):
 
 
 async def test_a_bad_years_value_is_400(client):
-    for years in ["2015-2017", 2015, [2015], [2015, 2016, 2017], [2017, 2015], [2015, "2017"], [True, 2017],
-                  [2015.5, 2017], {"from": 2015, "to": 2017}, []]:
+    for years in [
+        "2015-2017",
+        2015,
+        [2015],
+        [2015, 2016, 2017],
+        [2017, 2015],
+        [2015, "2017"],
+        [True, 2017],
+        [2015.5, 2017],
+        {"from": 2015, "to": 2017},
+        [],
+    ]:
         response = await client.post("/api/states_mean", json={"question": OBESITY, "years": years})
         reason = await expect_error(response, 400)
         assert "years" in reason, (years, reason)
@@ -598,7 +638,11 @@ async def test_a_restart_keeps_every_result_byte_for_byte_and_continues_ids(tmp_
     config = Config(data=SAMPLE, state_dir=tmp_path / "state", workers=2)
 
     async with TestClient(TestServer(create_app(config))) as client:
-        ids = [await submit(client, query, body_for(query, question)) for query in QUERIES for question in (OBESITY, MUSCLE)]
+        ids = [
+            await submit(client, query, body_for(query, question))
+            for query in QUERIES
+            for question in (OBESITY, MUSCLE)
+        ]
         saved = {}
         for job_id in ids:
             await wait_result(client, job_id)
@@ -647,7 +691,9 @@ async def test_an_uploaded_data_set_answers_as_the_same_file_loaded_at_start(mak
     assert listed[uploaded]["states"] == listed["default"]["states"]
     rows = load_rows(ASSIGNMENT_SAMPLE)
     for question in listed["default"]["questions"]:
-        states = sorted({row["LocationDesc"] for row in rows if row["Question"] == question and row["Data_Value"] is not None})
+        states = sorted(
+            {row["LocationDesc"] for row in rows if row["Question"] == question and row["Data_Value"] is not None}
+        )
         for query in QUERY_NAMES:
             body = {"question": question}
             if query in STATE_QUERIES:
@@ -662,7 +708,9 @@ async def test_an_upload_is_kept_across_a_restart_and_can_be_removed(make_client
     if not ASSIGNMENT_SAMPLE.exists():
         pytest.skip(f"{ASSIGNMENT_SAMPLE} is absent")
     client = await make_client()
-    response = await client.post("/api/datasets", data=ASSIGNMENT_SAMPLE.read_bytes(), headers={"Content-Type": "text/csv"})
+    response = await client.post(
+        "/api/datasets", data=ASSIGNMENT_SAMPLE.read_bytes(), headers={"Content-Type": "text/csv"}
+    )
     uploaded = (await response.json())["dataset"]
     body = {"question": OBESITY, "dataset": uploaded}
     before = await run_query(client, "states_mean", body)

@@ -12,21 +12,28 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 BENCH = PROJECT_ROOT / "bench"
 SCRIPT_TIMEOUT_S = 120
 QUERY_KINDS = {
-    "states_mean", "state_mean", "best5", "worst5", "global_mean", "diff_from_mean",
-    "state_diff_from_mean", "mean_by_category", "state_mean_by_category",
+    "states_mean",
+    "state_mean",
+    "best5",
+    "worst5",
+    "global_mean",
+    "diff_from_mean",
+    "state_diff_from_mean",
+    "mean_by_category",
+    "state_mean_by_category",
 }
 
 
 def run_script(*args, timeout=SCRIPT_TIMEOUT_S):
     """Run a bench script with this interpreter from the project root; fail with its output."""
-    done = subprocess.run([sys.executable, *map(str, args)], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, *map(str, args)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     return done.stdout
 
@@ -44,8 +51,9 @@ def need(module):
 
 def test_kernels_ours_only(tmp_path):
     out = tmp_path / "kernels.json"
-    stdout = run_script(BENCH / "kernels.py", "--sizes", "18.6k", "--engines", "ours", "--reps", "3",
-                        "--idle-wait", "0", "--json", out)
+    stdout = run_script(
+        BENCH / "kernels.py", "--sizes", "18.6k", "--engines", "ours", "--reps", "3", "--idle-wait", "0", "--json", out
+    )
     sample = results_of(out)["18.6k"]
     assert sample["rows"] == 18_650 and sample["cells"] > 0
     assert set(sample["queries_us"]) == QUERY_KINDS
@@ -55,12 +63,34 @@ def test_kernels_ours_only(tmp_path):
 
 def test_scaling_ours_and_nowork(tmp_path):
     out = tmp_path / "scaling.json"
-    run_script(BENCH / "scaling.py", "--sizes", "18.6k", "--workers", "1", "--clients", "4", "--duration", "1",
-               "--warmup", "0", "--original-sizes", "", "--nowork-sizes", "18.6k", "--idle-wait", "0",
-               "--server-args", "--poll-grace-ms 0", "--json", out)
+    run_script(
+        BENCH / "scaling.py",
+        "--sizes",
+        "18.6k",
+        "--workers",
+        "1",
+        "--clients",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--original-sizes",
+        "",
+        "--nowork-sizes",
+        "18.6k",
+        "--idle-wait",
+        "0",
+        "--server-args",
+        "--poll-grace-ms 0",
+        "--json",
+        out,
+    )
     results = results_of(out)
     assert [(run["server"], run["exit_code"], run["errors"]) for run in results["runs"]] == [
-        ("ours", 0, 0), ("nowork", 0, 0)]
+        ("ours", 0, 0),
+        ("nowork", 0, 0),
+    ]
     assert all(run["jobs"] > 0 and run["startup_s"] > 0 for run in results["runs"])
     assert [item["versus"] for item in results["ratios"]] == ["nowork"]
 
@@ -68,16 +98,34 @@ def test_scaling_ours_and_nowork(tmp_path):
 def test_scaling_original(tmp_path):
     need("flask")
     out = tmp_path / "scaling.json"
-    run_script(BENCH / "scaling.py", "--sizes", "", "--original-sizes", "18.6k", "--original-duration", "1",
-               "--nowork-sizes", "", "--clients", "4", "--warmup", "0", "--idle-wait", "0", "--json", out)
+    run_script(
+        BENCH / "scaling.py",
+        "--sizes",
+        "",
+        "--original-sizes",
+        "18.6k",
+        "--original-duration",
+        "1",
+        "--nowork-sizes",
+        "",
+        "--clients",
+        "4",
+        "--warmup",
+        "0",
+        "--idle-wait",
+        "0",
+        "--json",
+        out,
+    )
     (run,) = results_of(out)["runs"]
     assert (run["server"], run["exit_code"], run["errors"]) == ("original", 0, 0) and run["jobs"] > 0
 
 
 def test_memory(tmp_path):
     out = tmp_path / "memory.json"
-    run_script(BENCH / "memory.py", "--sizes", "18.6k", "--workers", "1,2", "--clients", "4", "--duration", "1",
-               "--json", out)
+    run_script(
+        BENCH / "memory.py", "--sizes", "18.6k", "--workers", "1,2", "--clients", "4", "--duration", "1", "--json", out
+    )
     results = results_of(out)
     assert [(run["workers"], run["exit_code"]) for run in results["runs"]] == [(1, 0), (2, 0)]
     for run in results["runs"]:
@@ -95,8 +143,25 @@ def test_locustfile_reports_jobs_only(monkeypatch):
     from harness import Server
 
     with Server("ours", PROJECT_ROOT / "data" / "sample.csv", workers=1) as server:
-        stdout = run_script("-m", "locust", "-f", BENCH / "locustfile.py", "--headless", "-u", "4", "-r", "4",
-                            "-t", "3s", "--host", server.url, "--json", "--skip-log", "--exit-code-on-error", "1")
+        stdout = run_script(
+            "-m",
+            "locust",
+            "-f",
+            BENCH / "locustfile.py",
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "3s",
+            "--host",
+            server.url,
+            "--json",
+            "--skip-log",
+            "--exit-code-on-error",
+            "1",
+        )
     assert server.exit_code == 0
     entries = json.loads(stdout)
     assert entries and {entry["method"] for entry in entries} == {"JOB"}

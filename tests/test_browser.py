@@ -11,6 +11,7 @@ installs both (never `playwright install`). Screenshots go to tests/artifacts/ (
 """
 
 import ast
+import contextlib
 import json
 import os
 import signal
@@ -52,8 +53,12 @@ except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run .ci/browser-setup.sh (apt package 'chromium')"),
-    pytest.mark.skipif(sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/browser-setup.sh"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run .ci/browser-setup.sh (apt package 'chromium')"
+    ),
+    pytest.mark.skipif(
+        sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/browser-setup.sh"
+    ),
 ]
 
 
@@ -108,9 +113,13 @@ class Api:
         """POST /api/datasets with a multipart form field "file"."""
         boundary = uuid.uuid4().hex
         body = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name or path.name}"\r\n'
-            f"Content-Type: text/csv\r\n\r\n"
-        ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name or path.name}"\r\n'
+                f"Content-Type: text/csv\r\n\r\n"
+            ).encode()
+            + path.read_bytes()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         return self.call("POST", "/api/datasets", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
     def datasets(self):
@@ -155,10 +164,8 @@ def server(tmp_path_factory):
         finally:
             # Still running (a failure above), or gone with a crash that may have left workers behind.
             if process.poll() is None or process.returncode != 0:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 process.wait()
 
 
@@ -202,11 +209,16 @@ class Page:
         # A 400 the page provokes on purpose logs "Failed to load resource" in the console: not a problem.
         self.page.on(
             "console",
-            lambda message: message.type == "error"
-            and not message.text.startswith("Failed to load resource")
-            and self.problems.append(f"console: {message.text}"),
+            lambda message: (
+                message.type == "error"
+                and not message.text.startswith("Failed to load resource")
+                and self.problems.append(f"console: {message.text}")
+            ),
         )
-        self.page.on("response", lambda response: response.status >= 500 and self.problems.append(f"{response.status}: {response.url}"))
+        self.page.on(
+            "response",
+            lambda response: response.status >= 500 and self.problems.append(f"{response.status}: {response.url}"),
+        )
         self.page.on("requestfailed", lambda request: self.problems.append(f"request failed: {request.url}"))
         self.page.goto(api.base + "/")
         self.page.wait_for_selector("body[data-ready]")
@@ -231,7 +243,8 @@ class Page:
         self.page.click("#submit")
         self.page.wait_for_function(
             """(before) => { const box = document.getElementById('job-status');
-                 return ['done', 'error'].includes(box.dataset.phase) && box.dataset.jobId && box.dataset.jobId !== before; }""",
+                 return ['done', 'error'].includes(box.dataset.phase)
+                     && box.dataset.jobId && box.dataset.jobId !== before; }""",
             arg=before,
         )
         status = self.page.locator("#job-status")
@@ -288,7 +301,7 @@ def assert_number_cell(text, value):
 
 def uploaded_dataset(page, sample):
     """Upload `sample` through the page; returns the new data set's id, which the page selects."""
-    before = {option for option in page.page.eval_on_selector_all("#dataset option", "os => os.map(o => o.value)")}
+    before = set(page.page.eval_on_selector_all("#dataset option", "os => os.map(o => o.value)"))
     page.upload(sample)
     page.page.wait_for_function(
         "(before) => [...document.querySelectorAll('#dataset option')].some(o => !before.includes(o.value))",
@@ -355,7 +368,7 @@ def test_upload_then_states_mean_and_mean_by_category(server, page_factory, samp
     assert data
     rows = page.table_rows()
     assert [row["key"] for row in rows] == list(data)
-    for row, (key, value) in zip(rows, data.items()):
+    for row, (key, value) in zip(rows, data.items(), strict=True):
         assert row["cells"][:3] == list(ast.literal_eval(key))
         assert row["value"] == value
         assert_number_cell(row["cells"][3], value)
@@ -473,7 +486,8 @@ def test_keyboard_only(server, page_factory):
     before = page.page.get_attribute("#job-status", "data-job-id")
     page.page.keyboard.press("Enter")
     page.page.wait_for_function(
-        "(before) => document.getElementById('job-status').dataset.phase === 'done' && document.getElementById('job-status').dataset.jobId !== before",
+        "(before) => { const box = document.getElementById('job-status');"
+        " return box.dataset.phase === 'done' && box.dataset.jobId !== before; }",
         arg=before,
     )
     job_id = page.page.get_attribute("#job-status", "data-job-id")
@@ -561,7 +575,11 @@ def test_years_filter_is_sent_and_an_empty_result_is_said(server, page_factory):
     assert f"years {years[0]}–{years[0]}" in page.page.inner_text("#result table caption")
     # A year with no value for the question: an empty result, said in words.
     fruit = "Percent of adults who report consuming fruit less than one time daily"
-    empty = [year for year in range(years[0], years[1] + 1) if not server.query("states_mean", {"question": fruit, "years": [year, year]})]
+    empty = [
+        year
+        for year in range(years[0], years[1] + 1)
+        if not server.query("states_mean", {"question": fruit, "years": [year, year]})
+    ]
     if empty:
         page.page.select_option("#year-from", str(empty[0]))
         page.page.select_option("#year-to", str(empty[0]))

@@ -14,6 +14,7 @@ Timeouts are generous: nothing here asserts how fast anything is.
 """
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -28,7 +29,6 @@ from unittest import mock
 
 import aiohttp
 import pytest
-
 from reference import QUERY_NAMES
 from serverproc import (
     SHM,
@@ -122,7 +122,12 @@ def diagnosis(server):
     output, and where each thread of the server's processes sleeps."""
     try:
         state = health(server)
-        running = [job for entry in server.get_json("/api/jobs")["data"] for job, status in entry.items() if status == "running"]
+        running = [
+            job
+            for entry in server.get_json("/api/jobs")["data"]
+            for job, status in entry.items()
+            if status == "running"
+        ]
     except (OSError, AssertionError) as error:
         state, running = f"unreachable: {error}", "?"
     try:
@@ -130,8 +135,10 @@ def diagnosis(server):
     except OSError as error:
         lines = [f"no log: {error}"]
     tail = "\n".join(lines[-15:])
-    return (f"health {state}\nrunning jobs {running[:20]}\nlog:\n{tail}\nstdout and stderr:\n{server.output()[-1500:]}"
-            f"\nprocesses:\n{threads_of_group(server)}")
+    return (
+        f"health {state}\nrunning jobs {running[:20]}\nlog:\n{tail}\nstdout and stderr:\n{server.output()[-1500:]}"
+        f"\nprocesses:\n{threads_of_group(server)}"
+    )
 
 
 def threads_of_group(server):
@@ -144,10 +151,10 @@ def threads_of_group(server):
             continue
         lines.append(f"{pid} {proc_stat(pid)} {command}")
         for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
-            try:
-                lines.append(f"    thread {task.name} {(task / 'comm').read_text().strip()}: {(task / 'wchan').read_text()}")
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                lines.append(
+                    f"    thread {task.name} {(task / 'comm').read_text().strip()}: {(task / 'wchan').read_text()}"
+                )
     return "\n".join(lines)
 
 
@@ -163,8 +170,11 @@ def stop(server, signum=signal.SIGTERM, timeout_s=30):
         lines = [line for line in server.log_path.read_text().splitlines() if "lestats.http" not in line][-10:]
     except OSError:
         lines = []
-    pytest.fail(f"the server did not exit within {timeout_s} s of signal {signum}\nlog:\n" + "\n".join(lines)
-                + f"\noutput:\n{server.output()[-1500:]}\nprocesses:\n{threads_of_group(server)}")
+    pytest.fail(
+        f"the server did not exit within {timeout_s} s of signal {signum}\nlog:\n"
+        + "\n".join(lines)
+        + f"\noutput:\n{server.output()[-1500:]}\nprocesses:\n{threads_of_group(server)}"
+    )
 
 
 def assert_unavailable(status, headers, body, context=""):
@@ -265,22 +275,30 @@ def test_workers_sigkilled_every_300_ms_under_load_lose_no_job(launch, tmp_path)
     def no_job_running():
         return server.get_json("/api/num_jobs") == {"num_jobs": 0}
 
-    wait_until(no_job_running, deadline - time.monotonic(),
-               lambda: f"num_jobs back to 0 after the last kill ({len(submitted)} jobs; killed {killed})\n{diagnosis(server)}")
+    wait_until(
+        no_job_running,
+        deadline - time.monotonic(),
+        lambda: f"num_jobs back to 0 after the last kill ({len(submitted)} jobs; killed {killed})\n{diagnosis(server)}",
+    )
 
     def two_new_live_workers():
         workers = health(server)["workers"]
         return (
-            len(workers) == 2
-            and not set(workers) & set(killed)
-            and all(is_live_member(pid, server) for pid in workers)
+            len(workers) == 2 and not set(workers) & set(killed) and all(is_live_member(pid, server) for pid in workers)
         ) and workers
 
-    wait_until(two_new_live_workers, max(deadline - time.monotonic(), 1),
-               lambda: f"/api/health listing 2 live workers, none of the killed {killed}\n{diagnosis(server)}")
+    wait_until(
+        two_new_live_workers,
+        max(deadline - time.monotonic(), 1),
+        lambda: f"/api/health listing 2 live workers, none of the killed {killed}\n{diagnosis(server)}",
+    )
 
     replies = asyncio.run(statuses_of(server, submitted))
-    unfinished = {job_id: reply for job_id, reply in replies.items() if reply[0] != 200 or reply[1]["status"] not in ("done", "error")}
+    unfinished = {
+        job_id: reply
+        for job_id, reply in replies.items()
+        if reply[0] != 200 or reply[1]["status"] not in ("done", "error")
+    }
     assert not unfinished, f"jobs not finished (or unknown) after the kills: {dict(list(unfinished.items())[:5])}"
     done = sum(reply["status"] == "done" for _, reply in replies.values())
     errors = {reply["reason"] for _, reply in replies.values() if reply["status"] == "error"}
@@ -348,10 +366,19 @@ def test_a_worker_killed_while_sending_its_replies_loses_no_job(launch, tmp_path
     submitted, killed = asyncio.run(kill_a_worker_blocked_sending_replies(server, questions))
     if killed is None:
         pytest.skip("no worker was ever caught in the middle of a pipe write (/proc/<pid>/wchan)")
-    wait_until(lambda: server.get_json("/api/num_jobs") == {"num_jobs": 0}, 15,
-               lambda: f"num_jobs back to 0 after worker {killed} was killed mid-send ({len(submitted)} jobs)\n{diagnosis(server)}")
+    wait_until(
+        lambda: server.get_json("/api/num_jobs") == {"num_jobs": 0},
+        15,
+        lambda: (
+            f"num_jobs back to 0 after worker {killed} was killed mid-send ({len(submitted)} jobs)\n{diagnosis(server)}"
+        ),
+    )
     replies = asyncio.run(statuses_of(server, submitted))
-    unfinished = {job_id: reply for job_id, reply in replies.items() if reply[0] != 200 or reply[1]["status"] not in ("done", "error")}
+    unfinished = {
+        job_id: reply
+        for job_id, reply in replies.items()
+        if reply[0] != 200 or reply[1]["status"] not in ("done", "error")
+    }
     assert not unfinished, f"jobs not finished (or unknown): {dict(list(unfinished.items())[:5])}"
     done = sum(reply["status"] == "done" for _, reply in replies.values())
     assert done >= 0.9 * len(submitted), f"only {done} of {len(submitted)} jobs done"
@@ -379,15 +406,21 @@ def wait_for_ledger_back(server, old_pid, restarts):
         ledger = state["ledger"]
         return state["status"] == "ok" and ledger["restarts"] >= restarts and ledger["pid"] != old_pid and state
 
-    state = wait_until(back, 30, f"/api/health ok again with ledger.restarts >= {restarts} after killing the manager {old_pid}")
+    state = wait_until(
+        back, 30, f"/api/health ok again with ledger.restarts >= {restarts} after killing the manager {old_pid}"
+    )
     assert is_live_member(state["ledger"]["pid"], server)
     assert state["problems"] == []
     return state
 
 
 def finished_bodies(server, count):
-    ids = [server.submit(query, body) for query, body in
-           ((QUERIES[n % len(QUERIES)], {"question": (OBESITY, MUSCLE)[n % 2], "state": "Ohio"}) for n in range(count))]
+    ids = [
+        server.submit(query, body)
+        for query, body in (
+            (QUERIES[n % len(QUERIES)], {"question": (OBESITY, MUSCLE)[n % 2], "state": "Ohio"}) for n in range(count)
+        )
+    ]
     bodies = {job_id: server.result(job_id) for job_id in ids}
     assert all(json.loads(body)["status"] == "done" for body in bodies.values())
     return bodies
@@ -431,7 +464,7 @@ def test_the_manager_killed_while_idle_is_restarted_and_nothing_is_lost(launch, 
     again = launch(tmp_path / "state")
     for job_id, body in before.items():
         assert again.result(job_id, timeout=0) == body, job_id
-    for job_id in accepted + [fresh]:
+    for job_id in [*accepted, fresh]:
         assert json.loads(again.result(job_id, timeout=0))["status"] == "done", job_id
     assert stop(again) == 0, again.output()
 
@@ -515,10 +548,16 @@ def tiny_tmpfs(tmp_path):
     unmounted at teardown. Request it before `launch`, so the server stops before the unmount."""
     mount_point = tmp_path / "tmpfs"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
-                          check=False, capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip() or done.returncode}")
+        pytest.skip(
+            f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {done.stderr.strip() or done.returncode}"
+        )
     try:
         yield mount_point
     finally:
@@ -570,14 +609,18 @@ def test_a_full_state_dir_fails_jobs_with_a_reason_and_recovers_when_space_retur
     assert failure is not None, "30 large results fit in a state dir with 150 KiB free"
     assert "journal" in failure["reason"], failure
     if "space" not in failure["reason"].lower():  # README: "…: [Errno 28] No space left on device"
-        broken.append(f"the reason for a result the full state dir could not hold does not say so: {failure['reason']!r}")
+        broken.append(
+            f"the reason for a result the full state dir could not hold does not say so: {failure['reason']!r}"
+        )
 
     # The server keeps answering, and says what is wrong.
     assert server.get_json("/api/num_jobs") == {"num_jobs": 0}
     time.sleep(0.1)  # longer than the 20 ms after which the server journals the ids it issued
     state = health(server)
     if state["status"] != "degraded" or not state["problems"]:
-        broken.append(f"a result could not be saved, yet /api/health says {state['status']!r} with problems {state['problems']}")
+        broken.append(
+            f"a result could not be saved, yet /api/health says {state['status']!r} with problems {state['problems']}"
+        )
 
     # Now really full: not a block left, so that even small results (and the server's own small
     # journal lines) fail. Small jobs until one fails and health says degraded.
@@ -678,8 +721,11 @@ def test_with_an_admin_token_the_admin_routes_need_it(launch, tmp_path, given_by
         server = launch(tmp_path / "state", "--admin-token", TOKEN)
     else:
         server = launch(tmp_path / "state", env={"LESTATS_ADMIN_TOKEN": TOKEN})
-    refused = {"no Authorization": {}, "a wrong token": {"Authorization": "Bearer wrong"},
-               "the right token, not as Bearer": {"Authorization": f"Basic {TOKEN}"}}
+    refused = {
+        "no Authorization": {},
+        "a wrong token": {"Authorization": "Bearer wrong"},
+        "the right token, not as Bearer": {"Authorization": f"Basic {TOKEN}"},
+    }
 
     for what, headers in refused.items():
         status, _, body = upload(server, headers)
@@ -699,7 +745,9 @@ def test_with_an_admin_token_the_admin_routes_need_it(launch, tmp_path, given_by
     status, _, body = fetch(server, "GET", "/api/graceful_shutdown", headers={"Authorization": f"Bearer {TOKEN}"})
     assert (status, json.loads(body)) == (200, {"status": "done"})
     assert json_reply(server, "POST", "/api/global_mean", {"question": OBESITY}) == (
-        503, {"status": "error", "reason": "shutting down"})
+        503,
+        {"status": "error", "reason": "shutting down"},
+    )
 
     assert stop(server) == 0, server.output()
     server.assert_released()
@@ -772,7 +820,10 @@ def test_past_max_queued_a_query_gets_503_with_retry_after(launch, tmp_path):
     try:
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)
-        ids = [server.submit(query, {"question": OBESITY}) for query in ("states_mean", "best5", "worst5", "global_mean", "diff_from_mean")]
+        ids = [
+            server.submit(query, {"question": OBESITY})
+            for query in ("states_mean", "best5", "worst5", "global_mean", "diff_from_mean")
+        ]
         assert server.get_json("/api/num_jobs") == {"num_jobs": 5}
         status, headers, body = fetch(server, "POST", "/api/mean_by_category", {"question": OBESITY})
         assert_unavailable(status, headers, body, "the 6th query with --max-queued 5")
@@ -780,10 +831,8 @@ def test_past_max_queued_a_query_gets_503_with_retry_after(launch, tmp_path):
             assert json_reply(server, "GET", f"/api/get_results/{job_id}") == (200, {"status": "running"})
     finally:
         for pid in workers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
     for job_id in ids:
         assert status_of(server, job_id) == "done", job_id
     assert status_of(server, server.submit("mean_by_category", {"question": OBESITY})) == "done"
@@ -796,7 +845,11 @@ def assert_expired(server, job_ids, timeout_s=5):
     """Each id answers 404 expired (expiry runs at least once a second: poll briefly)."""
     for job_id in job_ids:
         path = f"/api/get_results/{job_id}"
-        wait_until(lambda path=path: json_reply(server, "GET", path) == (404, EXPIRED), timeout_s, f"{job_id} answering 404 expired")
+        wait_until(
+            lambda path=path: json_reply(server, "GET", path) == (404, EXPIRED),
+            timeout_s,
+            f"{job_id} answering 404 expired",
+        )
 
 
 def test_keep_results_drops_the_oldest_jobs_and_a_restart_keeps_them_dropped(launch, tmp_path):
@@ -840,6 +893,8 @@ def test_results_ttl_drops_a_result_after_its_time_and_a_restart_keeps_it_droppe
     server.assert_released()
     # Without a time to live now: only what the journal says keeps the job expired.
     again = launch(tmp_path / "state")
-    assert json_reply(again, "GET", f"/api/get_results/{job_id}") == (404, EXPIRED), f"{job_id} came back after a restart"
+    assert json_reply(again, "GET", f"/api/get_results/{job_id}") == (404, EXPIRED), (
+        f"{job_id} came back after a restart"
+    )
     assert again.get_json("/api/jobs")["data"] == []
     assert stop(again) == 0, again.output()

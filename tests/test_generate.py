@@ -137,9 +137,7 @@ def test_row_count_is_exact(rows: int) -> None:
     assert len(parsed) == rows
 
 
-def test_row_count_is_exact_past_one_pass_over_all_cells(
-    long_bytes: bytes, long_rows: list[dict[str, str]]
-) -> None:
+def test_row_count_is_exact_past_one_pass_over_all_cells(long_bytes: bytes, long_rows: list[dict[str, str]]) -> None:
     rows = gen.CELL_COUNT + 777
     assert long_bytes.count(b"\n") == rows + 1
     assert len(long_rows) == rows
@@ -198,9 +196,7 @@ def test_values_are_one_decimal_in_range(generated_rows: list[dict[str, str]]) -
         assert row["Data_Value_Alt"] == value
         if not value:
             assert row["Data_Value_Footnote_Symbol"] == "~"
-            assert row["Data_Value_Footnote"] == (
-                "Data not available because sample size is insufficient."
-            )
+            assert row["Data_Value_Footnote"] == ("Data not available because sample size is insufficient.")
             continue
         assert ONE_DECIMAL.fullmatch(value), value
         assert 1.0 <= float(value) <= 80.0
@@ -222,9 +218,7 @@ def test_exactly_one_row_has_no_stratification(generated_rows: list[dict[str, st
     assert row["Stratification1"] == ""
     assert row["StratificationCategoryId1"] == row["StratificationID1"] == ""
     assert ONE_DECIMAL.fullmatch(row["Data_Value"])
-    assert all(
-        not row[column] for column in CATEGORY_COLUMNS.values()
-    ), "the unstratified row must not name a segment"
+    assert all(not row[column] for column in CATEGORY_COLUMNS.values()), "the unstratified row must not name a segment"
     assert sum(1 for row in generated_rows if not row["Stratification1"]) == 1
 
 
@@ -246,9 +240,7 @@ def test_default_sample_covers_every_name(default_rows: list[dict[str, str]]) ->
     assert len({r["QuestionID"] for r in default_rows}) == 9
     assert len({r["Question"] for r in default_rows}) == 9
     segments = Counter(
-        (r["StratificationCategory1"], r["Stratification1"])
-        for r in default_rows
-        if r["StratificationCategory1"]
+        (r["StratificationCategory1"], r["Stratification1"]) for r in default_rows if r["StratificationCategory1"]
     )
     per_category = Counter(category for category, _ in segments)
     assert per_category == {

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_DATA_DIR
+
 from store.csvfile import REQUIRED, DataFileError, parse_bytes, read_columns
 from store.dataset import load_dataset
 
@@ -99,7 +99,9 @@ def test_the_assignment_layout_loads():
     with open(ASSIGNMENT_ROWS, newline="", encoding="utf-8-sig") as stream:
         records = list(csv.DictReader(stream))
     header = list(records[0])
-    assert header[0] == "" and "High_Confidence_Limit " in header, "the shared file is not the layout this test is about"
+    assert header[0] == "" and "High_Confidence_Limit " in header, (
+        "the shared file is not the layout this test is about"
+    )
 
     columns = read_columns(ASSIGNMENT_ROWS)
 
@@ -241,12 +243,16 @@ def test_a_bad_value_in_an_upload_names_the_upload(tmp_path):
     assert "my-upload.csv" in message and "Data_Value" in message and "line 3" in message
 
 
-@pytest.mark.parametrize("bad", ["1_000", "\u0661\u0662", "\uff11\uff12"], ids=["underscore", "arabic-indic", "fullwidth"])
+@pytest.mark.parametrize(
+    "bad", ["1_000", "\u0661\u0662", "\uff11\uff12"], ids=["underscore", "arabic-indic", "fullwidth"]
+)
 def test_python_only_numerals_are_not_numbers_in_a_csv(tmp_path, bad):
     """float() accepts '1_000' (1000.0) and non-ASCII digits ('١٢', '１２' -> 12.0); a CSV
     number, and every Data_Value of the CDC file, is plain ASCII: such a field is a typo to refuse,
     not a value to average."""
-    path = write(tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n{bad},Total,{OBESITY},Total,Ohio\n", name="odd.csv")
+    path = write(
+        tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n{bad},Total,{OBESITY},Total,Ohio\n", name="odd.csv"
+    )
     message = refusal(path)
     assert str(path) in message and "Data_Value" in message and "line 3" in message
 
@@ -307,7 +313,9 @@ def reference_columns(path):
         "categories": [r["StratificationCategory1"] for r in records],
         "segments": [r["Stratification1"] for r in records],
         "values": [float(r["Data_Value"]) if r["Data_Value"].strip() else math.nan for r in records],
-        "year_start": [int(r["YearStart"]) if r["YearStart"] else -1 for r in records] if "YearStart" in records[0] else None,
+        "year_start": [int(r["YearStart"]) if r["YearStart"] else -1 for r in records]
+        if "YearStart" in records[0]
+        else None,
     }
 
 
@@ -429,9 +437,7 @@ def test_empty_segments_stay_empty_strings_and_counts_are_kept(tmp_path):
 def test_spaces_around_a_number_and_an_empty_year_load(tmp_path):
     path = write(
         tmp_path,
-        f"YearStart,YearEnd,{FIVE}\n"
-        f"2015,2015, 30.5 ,Total,{OBESITY},Total,Ohio\n"
-        f",,+2e1,Total,{OBESITY},Total,Utah\n",
+        f"YearStart,YearEnd,{FIVE}\n2015,2015, 30.5 ,Total,{OBESITY},Total,Ohio\n,,+2e1,Total,{OBESITY},Total,Utah\n",
     )
     columns = read_columns(path)
     assert columns.values.tolist() == [30.5, 20.0]
@@ -444,7 +450,9 @@ def test_a_header_only_file_loads_with_no_rows(tmp_path):
 
 
 def test_a_value_too_large_for_a_float_is_refused_naming_the_line(tmp_path):
-    path = write(tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n1e999,Total,{OBESITY},Total,Ohio\n", name="huge.csv")
+    path = write(
+        tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n1e999,Total,{OBESITY},Total,Ohio\n", name="huge.csv"
+    )
     message = refusal(path)
     assert str(path) in message and "Data_Value" in message and "line 3" in message and "1e999" in message
 
@@ -461,7 +469,9 @@ def test_a_bad_year_is_refused_naming_the_column_and_line(tmp_path, bad):
 
 
 def test_a_row_longer_than_the_header_is_refused_naming_the_line(tmp_path):
-    path = write(tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n30.5,Total,{OBESITY},Total,Ohio,extra\n", name="long.csv")
+    path = write(
+        tmp_path, f"{FIVE}\n30.5,Total,{OBESITY},Total,Ohio\n30.5,Total,{OBESITY},Total,Ohio,extra\n", name="long.csv"
+    )
     message = refusal(path)
     assert str(path) in message and "line 3" in message
 

@@ -14,7 +14,6 @@ import urllib.request
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from serverproc import Server
 
 
@@ -47,8 +46,15 @@ def test_document_lists_every_route(live: Server) -> None:
         document = json.load(reply)
     paths = document["paths"]
     assert document["openapi"].startswith("3.")
-    for route in ("/api/states_mean", "/api/state_mean_by_category", "/api/get_results/{job_id}",
-                  "/api/jobs", "/api/num_jobs", "/api/graceful_shutdown", "/api/health"):
+    for route in (
+        "/api/states_mean",
+        "/api/state_mean_by_category",
+        "/api/get_results/{job_id}",
+        "/api/jobs",
+        "/api/num_jobs",
+        "/api/graceful_shutdown",
+        "/api/health",
+    ):
         assert route in paths
     assert paths["/api/state_mean"]["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] == [
         "question",

@@ -13,7 +13,6 @@ import subprocess
 import time
 
 import pytest
-
 from reference import QUERY_NAMES
 from serverproc import READY_TIMEOUT_S, RESULT_TIMEOUT_S, segments_of
 
@@ -41,7 +40,9 @@ def test_sigterm_after_50_jobs_exits_0_and_releases_everything(servers, tmp_path
     for job_id in ids:
         assert json.loads(server.result(job_id))["status"] == "done", job_id
     assert server.get_json("/api/num_jobs") == {"num_jobs": 0}
-    assert f"lestats_{server.pid}_default" in segments_of(server.pid), "while it runs, its data is in a segment named for its pid"
+    assert f"lestats_{server.pid}_default" in segments_of(server.pid), (
+        "while it runs, its data is in a segment named for its pid"
+    )
 
     assert server.stop(signal.SIGTERM) == 0, server.output()
     server.assert_released()
@@ -168,8 +169,8 @@ def test_jobs_cut_short_by_a_crash_are_failed_jobs_in_get_results_and_in_jobs(se
         assert reply["status"] == "error" and reply["reason"], (job_id, reply)
     listed = dict(item for entry in restarted.get_json("/api/jobs")["data"] for item in entry.items())
     assert {job_id: listed.get(job_id) for job_id in finished + cut_short} == {
-        **{job_id: "done" for job_id in finished},
-        **{job_id: "error" for job_id in cut_short},
+        **dict.fromkeys(finished, "done"),
+        **dict.fromkeys(cut_short, "error"),
     }, "/api/jobs should list every job get_results knows, with the same status"
 
 
@@ -198,8 +199,16 @@ HEADER = "LocationDesc,Question,Data_Value,StratificationCategory1,Stratificatio
         ("missing.csv", None, []),
         ("a-directory", "directory", []),
         ("latin-1.csv", (HEADER + f"Bogot\u00e1,{OBESITY},30.5,Total,Total\n").encode("latin-1"), []),
-        ("no-value-column.csv", "LocationDesc,Question,StratificationCategory1\nOhio,Q,Total\n", ["Data_Value", "line 1"]),
-        ("bad-value.csv", HEADER + f"Ohio,{OBESITY},30.5,Total,Total\nOhio,{OBESITY},abc,Total,Total\n", ["Data_Value", "line 3"]),
+        (
+            "no-value-column.csv",
+            "LocationDesc,Question,StratificationCategory1\nOhio,Q,Total\n",
+            ["Data_Value", "line 1"],
+        ),
+        (
+            "bad-value.csv",
+            HEADER + f"Ohio,{OBESITY},30.5,Total,Total\nOhio,{OBESITY},abc,Total,Total\n",
+            ["Data_Value", "line 3"],
+        ),
     ],
     ids=["missing-file", "directory", "not-utf8", "missing-column", "bad-value"],
 )

@@ -13,7 +13,6 @@ import math
 from collections import defaultdict
 
 import pytest
-
 from conftest import PROJECT_ROOT, SHARED_DATA_DIR
 from reference import QUERY_NAMES, STATE_QUERY_NAMES, load_rows, reference
 
@@ -92,15 +91,17 @@ def compare(got, want, abs_tol=0.0, where=""):
         missing = [k for k in want_keys if k not in got]
         extra = [k for k in got_keys if k not in want]
         if missing or extra:
-            problems.append(f"{where}: keys differ: missing {missing[:10]} extra {extra[:10]}"
-                            f" ({len(missing)} missing, {len(extra)} extra)")
+            problems.append(
+                f"{where}: keys differ: missing {missing[:10]} extra {extra[:10]}"
+                f" ({len(missing)} missing, {len(extra)} extra)"
+            )
         else:
-            i = next(i for i, (a, b) in enumerate(zip(got_keys, want_keys)) if a != b)
+            i = next(i for i, (a, b) in enumerate(zip(got_keys, want_keys, strict=False)) if a != b)
             a, b = got_keys[i], want_keys[i]
             problems.append(
                 f"{where}: key order differs at position {i}: kernel has {a!r} ({got[a]!r}),"
                 f" reference has {b!r} (kernel {got[b]!r}, reference {want[b]!r});"
-                f" kernel order {got_keys[max(0, i - 2):i + 3]}, reference order {want_keys[max(0, i - 2):i + 3]}"
+                f" kernel order {got_keys[max(0, i - 2) : i + 3]}, reference order {want_keys[max(0, i - 2) : i + 3]}"
             )
     for key in want_keys:
         if key not in got:
@@ -109,8 +110,10 @@ def compare(got, want, abs_tol=0.0, where=""):
         if isinstance(w, dict):
             problems += compare(g, w, abs_tol, f"{where}[{key!r}]")
         elif type(g) is not float:
-            problems.append(f"{where}[{key!r}]: kernel value {g!r} is {type(g).__module__}.{type(g).__name__},"
-                            f" not a Python float (reference {w!r})")
+            problems.append(
+                f"{where}[{key!r}]: kernel value {g!r} is {type(g).__module__}.{type(g).__name__},"
+                f" not a Python float (reference {w!r})"
+            )
         elif not math.isfinite(g):
             problems.append(f"{where}[{key!r}]: kernel value {g!r} is not finite (reference {w!r})")
         elif not _close(g, w, abs_tol):
@@ -170,8 +173,16 @@ def test_state_without_value_raises_lookup_error_real_file(loaded):
 
 OBESITY = "Percent of adults aged 18 years and older who have obesity"  # lower is better
 MUSCLE = "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week"  # higher
-EDGE_HEADER = ["YearStart", "YearEnd", "LocationDesc", "Question", "Data_Value", "Income",
-               "StratificationCategory1", "Stratification1"]
+EDGE_HEADER = [
+    "YearStart",
+    "YearEnd",
+    "LocationDesc",
+    "Question",
+    "Data_Value",
+    "Income",
+    "StratificationCategory1",
+    "Stratification1",
+]
 EDGE_ROWS = [
     # Guam: a row for OBESITY but no value; a value for MUSCLE.  Iowa: no OBESITY row at all.
     ["2011", "2011", "Ohio", OBESITY, "30.1", "", "Total", "Total"],
@@ -220,6 +231,7 @@ def test_edge_file_matches_reference(edge_file, name):
         for state in states if name in STATE_QUERY_NAMES else [None]:
             where = f"{name} question={question!r} state={state!r}"
             abs_tol = 1e-9 * 100 if "diff" in name else 0.0
-            problems += compare(run_query(dataset, name, question, state), reference(rows, name, question, state),
-                                abs_tol, where)
+            problems += compare(
+                run_query(dataset, name, question, state), reference(rows, name, question, state), abs_tol, where
+            )
     assert not problems, "\n".join(problems)

@@ -6,7 +6,6 @@ The reference is what the kernels are held to, so it must itself be held to API.
 import csv
 
 import pytest
-
 from conftest import SHARED_DATA_DIR
 from reference import (
     QUERY_NAMES,
@@ -127,20 +126,36 @@ def six_states(question):
 def test_best_worst_lower_is_better(tmp_path):
     rows = load_rows(write_csv(tmp_path / "a.csv", six_states(OBESITY) + six_states(MUSCLE)[:1]))
     assert list(reference(rows, "best5", OBESITY).items()) == [
-        ("Guam", 10.0), ("Utah", 20.0), ("Ohio", 30.0), ("Texas", 40.0), ("Maine", 50.0)
+        ("Guam", 10.0),
+        ("Utah", 20.0),
+        ("Ohio", 30.0),
+        ("Texas", 40.0),
+        ("Maine", 50.0),
     ]
     assert list(reference(rows, "worst5", OBESITY).items()) == [
-        ("Iowa", 60.0), ("Maine", 50.0), ("Texas", 40.0), ("Ohio", 30.0), ("Utah", 20.0)
+        ("Iowa", 60.0),
+        ("Maine", 50.0),
+        ("Texas", 40.0),
+        ("Ohio", 30.0),
+        ("Utah", 20.0),
     ]
 
 
 def test_best_worst_higher_is_better(tmp_path):
     rows = load_rows(write_csv(tmp_path / "a.csv", six_states(MUSCLE) + six_states(OBESITY)[:1]))
     assert list(reference(rows, "best5", MUSCLE).items()) == [
-        ("Iowa", 60.0), ("Maine", 50.0), ("Texas", 40.0), ("Ohio", 30.0), ("Utah", 20.0)
+        ("Iowa", 60.0),
+        ("Maine", 50.0),
+        ("Texas", 40.0),
+        ("Ohio", 30.0),
+        ("Utah", 20.0),
     ]
     assert list(reference(rows, "worst5", MUSCLE).items()) == [
-        ("Guam", 10.0), ("Utah", 20.0), ("Ohio", 30.0), ("Texas", 40.0), ("Maine", 50.0)
+        ("Guam", 10.0),
+        ("Utah", 20.0),
+        ("Ohio", 30.0),
+        ("Texas", 40.0),
+        ("Maine", 50.0),
     ]
 
 
@@ -235,5 +250,5 @@ def test_direction_lists_match_the_cdc_file():
         ids = {(r["QuestionID"], r["Question"]) for r in csv.DictReader(f)}
     by_id = dict(ids)
     assert len(by_id) == len(ids) == 9
-    assert QUESTIONS_BEST_IS_MIN == tuple(by_id[q] for q in ("Q037", "Q036", "Q047", "Q018", "Q019"))
-    assert QUESTIONS_BEST_IS_MAX == tuple(by_id[q] for q in ("Q043", "Q044", "Q045", "Q046"))
+    assert tuple(by_id[q] for q in ("Q037", "Q036", "Q047", "Q018", "Q019")) == QUESTIONS_BEST_IS_MIN
+    assert tuple(by_id[q] for q in ("Q043", "Q044", "Q045", "Q046")) == QUESTIONS_BEST_IS_MAX
