@@ -49,3 +49,30 @@ def servers():
         for name in (*server.crash_semaphores, *segments_of(server.pid)):
             if name not in still_mapped:
                 (SHM / name).unlink(missing_ok=True)
+
+
+# How the suite is organised: every test file is one kind of test, and the kind is a marker, so
+# `-m unit`, `-m "not slow"` and the like pick a part of it. A new file must be given a kind here.
+TEST_KINDS = {
+    "test_queries.py": "unit",
+    "test_loading.py": "unit",
+    "test_generate.py": "unit",
+    "test_reference.py": "unit",
+    "test_api.py": "api",
+    "test_process.py": "process",
+    "test_openapi.py": "process",
+    "test_faults.py": "faults",
+    "test_browser.py": "browser",
+    "test_bench_smoke.py": "bench",
+}
+SLOW_KINDS = {"process", "faults", "browser", "bench"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = TEST_KINDS.get(item.path.name)
+        if kind is None:
+            raise pytest.UsageError(f"{item.path.name} has no kind: add it to TEST_KINDS in tests/conftest.py")
+        item.add_marker(kind)
+        if kind in SLOW_KINDS:
+            item.add_marker("slow")

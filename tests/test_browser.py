@@ -6,7 +6,7 @@ What the page shows is checked against what the API itself answers over HTTP: th
 compared with the result of the very job the page ran, fetched with GET /api/get_results. Errors
 must appear as the API's reason text next to the field at fault.
 
-Needs /usr/bin/chromium (Debian's `chromium`) and the `playwright` Python package; .ci/browser-setup.sh
+Needs /usr/bin/chromium (Debian's `chromium`) and the `playwright` Python package; .ci/setup.sh
 installs both (never `playwright install`). Screenshots go to tests/artifacts/ (git-ignored).
 """
 
@@ -54,10 +54,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 pytestmark = [
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run .ci/browser-setup.sh (apt package 'chromium')"
+        not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run .ci/setup.sh (apt package 'chromium')"
     ),
     pytest.mark.skipif(
-        sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/browser-setup.sh"
+        sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/setup.sh"
     ),
 ]
 
