@@ -58,6 +58,7 @@ TEST_KINDS = {
     "test_loading.py": "unit",
     "test_generate.py": "unit",
     "test_reference.py": "unit",
+    "test_ledger.py": "unit",
     "test_api.py": "api",
     "test_process.py": "process",
     "test_openapi.py": "process",
