@@ -56,9 +56,7 @@ pytestmark = [
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: run .ci/setup.sh (apt package 'chromium')"
     ),
-    pytest.mark.skipif(
-        sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/setup.sh"
-    ),
+    pytest.mark.skipif(sync_playwright is None, reason="the 'playwright' Python package is missing: run .ci/setup.sh"),
 ]
 
 
