@@ -16,13 +16,14 @@ from aiohttp import BodyPartReader, web
 
 from server.admin import admin_only
 from server.datasets import DEFAULT
-from server.middleware import error_response
+from server.middleware import error_response, excerpt, quoted
 from server.service import SERVICE
 from store.csvfile import DataFileError
 
 log = logging.getLogger("lestats.datasets")
 
 MAX_UPLOAD = web.AppKey("max_upload", int)
+MAX_LABEL = 100  # characters of a file name kept for messages
 
 
 class TooLarge(Exception):
@@ -47,10 +48,10 @@ async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
         async for part in reader:
             if isinstance(part, BodyPartReader) and part.name == "file":
                 content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
-                return content, part.filename or "upload.csv"
+                return content, excerpt(part.filename or "upload.csv", MAX_LABEL)
         raise DataFileError("the form has no 'file' field with the CSV")
     content = await read_limited(functools.partial(request.content.read, 2**16), limit)
-    return content, request.query.get("name", "upload.csv")
+    return content, excerpt(request.query.get("name", "upload.csv"), MAX_LABEL)
 
 
 async def list_datasets(request: web.Request) -> web.Response:
@@ -62,6 +63,8 @@ async def list_datasets(request: web.Request) -> web.Response:
 @admin_only
 async def upload_dataset(request: web.Request) -> web.Response:
     limit = request.app[MAX_UPLOAD]
+    if request.app[SERVICE].draining:
+        return error_response(503, "shutting down")
     try:
         content, label = await read_upload(request, limit)
         if not content:
@@ -87,7 +90,7 @@ async def delete_dataset(request: web.Request) -> web.Response:
     if name == DEFAULT:
         return error_response(400, "the start-up data set cannot be removed")
     if name not in registry.catalogs:
-        return error_response(404, f"no data set {name!r}")
+        return error_response(404, f"no data set {quoted(name)}")
     await registry.remove(name)
     request.app[SERVICE].answers.cache.forget_dataset(name)
     log.info("removed data set %s", name)
