@@ -55,9 +55,7 @@ async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
 
 
 async def list_datasets(request: web.Request) -> web.Response:
-    registry = request.app[SERVICE].registry
-    body = {"datasets": [registry.summary(name) for name in registry.catalogs]}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return web.Response(body=request.app[SERVICE].registry.listing(), content_type="application/json")
 
 
 @admin_only

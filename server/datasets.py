@@ -75,6 +75,7 @@ class DatasetRegistry:
         self._index_lock = threading.Lock()
         self._loading = asyncio.Semaphore(LOADING_AT_ONCE)
         self._live: frozenset[str] = frozenset()
+        self._listing: tuple[tuple[str, ...] | None, bytes] = (None, b"")
 
     def _register(self, dataset: Dataset) -> None:
         self.datasets[dataset.catalog.name] = dataset
@@ -212,6 +213,14 @@ class DatasetRegistry:
             "years": list(catalog.year_range) if catalog.year_range else None,
             "removable": name != DEFAULT,
         }
+
+    def listing(self) -> bytes:
+        """GET /api/datasets' body, built again only when the data sets change (ids are never
+        reused, so the ids name the content): a catalog may list 100,000 questions."""
+        key = tuple(self.catalogs)
+        if self._listing[0] != key:
+            self._listing = (key, orjson.dumps({"datasets": [self.summary(name) for name in key]}))
+        return self._listing[1]
 
     def close(self) -> None:
         for dataset in self.datasets.values():

@@ -11,7 +11,7 @@ from compute.queries import KERNELS
 from server.admin import admin_only
 from server.config import PROJECT_ROOT
 from server.middleware import QUERY_ROUTE, error_response, quoted
-from server.openapi import openapi_document
+from server.openapi import openapi_bytes
 from server.service import SERVICE
 from server.validation import BadRequest, parse_query
 
@@ -140,7 +140,7 @@ async def route_list(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_bytes(orjson.dumps(openapi_document(request.app[SERVICE].catalogs)))
+    return json_bytes(openapi_bytes(request.app[SERVICE].catalogs))
 
 
 def add_routes(app: web.Application) -> None:
