@@ -44,14 +44,23 @@ async def read_limited(read_chunk: Callable[[], Awaitable[bytes]], limit: int) -
 async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
     """The uploaded CSV and a name for it (the file name, for messages)."""
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        async for part in reader:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
-                return content, excerpt(part.filename or "upload.csv", MAX_LABEL)
-        raise DataFileError("the form has no 'file' field with the CSV")
+        try:
+            return await read_form(request, limit)
+        except DataFileError:
+            raise
+        except ValueError as error:  # aiohttp's multipart reader: no boundary, a malformed part
+            raise DataFileError(f"the upload is not a valid multipart form: {excerpt(str(error))}") from None
     content = await read_limited(functools.partial(request.content.read, 2**16), limit)
     return content, excerpt(request.query.get("name", "upload.csv"), MAX_LABEL)
+
+
+async def read_form(request: web.Request, limit: int) -> tuple[bytes, str]:
+    reader = await request.multipart()
+    async for part in reader:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
+            return content, excerpt(part.filename or "upload.csv", MAX_LABEL)
+    raise DataFileError("the form has no 'file' field with the CSV")
 
 
 async def list_datasets(request: web.Request) -> web.Response:

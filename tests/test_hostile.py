@@ -421,6 +421,12 @@ def test_errors_from_every_layer_are_json_with_the_right_status(servers, tmp_pat
         ("GET /api/get_results/1?wait=nan HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ("GET /api/get_results/1?wait=1e1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ("POST /api/states_mean HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (
+            "POST /api/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data\r\n"
+            "Content-Length: 3\r\n\r\nabc",
+            400,
+        ),
+        ("POST /api/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", 400),
     ]
     for request, expected in cases:
         reply, _ = raw_exchange(server, request.encode("latin-1"))
