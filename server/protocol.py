@@ -144,10 +144,11 @@ class GuardedRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         """API.md's JSON for what the parser refused (and for a crash outside the app's middleware)."""
         status, reason = self._classify(status, exc)
+        kind = f"{status} {type(exc).__name__}"  # never the client's text: a client cannot vary it
         if status >= 500:
-            BURSTS.error(f"{status} outside the app", "error handling a request: %s", reason, exc_info=exc)
+            BURSTS.error(kind, "error handling a request: %s", reason, exc_info=exc)
         else:
-            BURSTS.error(f"{status} {reason}", "refusing a request from %s: %d %s", request.remote, status, reason)
+            BURSTS.error(kind, "refusing a request from %s: %d %s", request.remote, status, reason)
         if request.writer.output_size > 0:
             raise ConnectionError("the reply was already started; cannot send an error instead")
         response = error_response(status, reason)
