@@ -50,15 +50,19 @@ def _error(description: str) -> dict[str, Any]:
     return _json({"$ref": "#/components/schemas/Error"}, description)
 
 
-def _one_of(names: set[str], description: str) -> dict[str, Any]:
-    """A string field whose value must be one of `names`: an enum while the list is short."""
-    if len(names) > MAX_ENUM:
-        return {"type": "string", "description": f"{description} ({len(names)} values: see GET /api/datasets)"}
+def _one_of(names: set[str] | None, description: str) -> dict[str, Any]:
+    """A string field whose value must be one of `names`: an enum while the list is short
+    (None: known to be too long)."""
+    if names is None or len(names) > MAX_ENUM:
+        return {"type": "string", "description": f"{description} (too many to list: see GET /api/datasets)"}
     return {"type": "string", "enum": sorted(names), "description": description}
 
 
 def _names(catalogs: dict[str, Catalog], field: str, description: str) -> dict[str, Any]:
-    return _one_of({name for catalog in catalogs.values() for name in getattr(catalog, field)}, description)
+    lists: list[tuple[str, ...]] = [getattr(catalog, field) for catalog in catalogs.values()]
+    if any(len(names) > MAX_ENUM for names in lists):  # too many anyway: skip a union of 100,000 names
+        return _one_of(None, description)
+    return _one_of({name for names in lists for name in names}, description)
 
 
 def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
