@@ -12,6 +12,7 @@ loop, and reads the rest of a refused body for up to 10 s. Here:
 - a body must keep coming at `MIN_BODY_RATE` bytes a second on average over each `body_timeout_s`
   while a handler waits for it: else the handler's read fails with 408 (a slow drip of bytes
   cannot hold a connection for ever);
+- an idle kept-alive connection is closed after KEEPALIVE_S (30 s, not 75 s);
 - bodies are not decompressed at all (`server/guards.py` refuses a Content-Encoding with 415), and
   after a refused body at most `LINGER_S` seconds are spent reading what is left of it;
 - refusals are logged through a BurstLog: one line and then a count, not one line per client.
@@ -42,6 +43,9 @@ BURSTS = BurstLog(log)
 
 MIN_BODY_RATE = 1024  # bytes a second, averaged over each body timeout
 LINGER_S = 1.0  # reading the unread rest of a refused body, before closing
+# An idle kept-alive connection is closed after this (aiohttp's run_app: 75 s). It also bounds a half
+# head pipelined in the same packet as a whole request, which the head deadline cannot see.
+KEEPALIVE_S = 30.0
 
 
 def _json_head(status: int, phrase: str, reason: str) -> bytes:
@@ -60,6 +64,7 @@ class GuardedRequestHandler(RequestHandler):
         "_body_timeout_s",
         "_head_timer",
         "_header_timeout_s",
+        "_last_payload",
         "_line_bytes",
         "_line_open",
     )
@@ -73,6 +78,7 @@ class GuardedRequestHandler(RequestHandler):
         self._line_open = True
         self._body: StreamReader | None = None
         self._body_received = 0
+        self._last_payload: StreamReader | None = None  # the body of the last request whose head came
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -93,8 +99,8 @@ class GuardedRequestHandler(RequestHandler):
             self._head_timer = None
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and not self._request_in_progress and not self._messages:
-            self._start_head()  # the first bytes of the next request on a kept-alive connection
+        if self._head_timer is None and (self._last_payload is None or self._last_payload.is_eof()):
+            self._start_head()  # the first bytes of the next request (kept alive, or pipelined)
         if self._line_open:
             end = data.find(b"\n")
             self._line_bytes += len(data) if end < 0 else end
@@ -106,12 +112,16 @@ class GuardedRequestHandler(RequestHandler):
         if len(self._messages) > queued:
             self._stop_head()
             payload = self._messages[-1][1]
+            self._last_payload = payload if isinstance(payload, StreamReader) else None
             if isinstance(payload, StreamReader) and not payload.is_eof():
                 self._watch_body(payload)
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self.transport is None or self._messages or self._request_in_progress:
+        if self.transport is None or self._messages:
+            return
+        if self._request_in_progress:  # a pipelined half head behind a running request: after it
+            self._head_timer = self._loop.call_later(1.0, self._head_too_slow)
             return
         reason = f"the request's headers did not arrive within {self._header_timeout_s:g} s"
         BURSTS.error("408 slow request head", "closing a connection: %s", reason)
@@ -185,6 +195,7 @@ def handler_args(header_timeout_s: float, body_timeout_s: float) -> dict[str, An
         "body_timeout_s": body_timeout_s,
         "auto_decompress": False,
         "lingering_time": LINGER_S,
+        "keepalive_timeout": KEEPALIVE_S,
     }
 
 

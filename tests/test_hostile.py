@@ -472,6 +472,17 @@ def test_slow_heads_and_bodies_are_timed_out_and_logged_once(servers, tmp_path):
     status, body = parse_raw(reply)
     assert_error(body, status, 408)
     assert taken < 20
+    # A whole request, its reply, then half of the next request on the same connection.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /api/num_jobs HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        sock.sendall(half_head)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        status, body = parse_raw(reply)
+        assert_error(body, status, 408)
     soft, hard = limits_of(server.pid)
     assert soft == hard or soft >= 65536, (soft, hard)
     log = logged(server, "slower than")
