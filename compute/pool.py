@@ -5,10 +5,8 @@ from __future__ import annotations
 from multiprocessing.pool import Pool
 from typing import Any
 
-from compute.worker import init_worker
-from store.cells import Catalog
+from compute.worker import Published, init_worker
 from store.manager import process_context
-from store.shm import Layout
 
 
 class QuietPool(Pool):
@@ -25,6 +23,6 @@ class QuietPool(Pool):
         return [self._change_notifier._reader]  # type: ignore[attr-defined]
 
 
-def start_pool(workers: int, ledger: Any, published: dict[str, tuple[Catalog, Layout]]) -> Pool:
+def start_pool(workers: int, ledger: Any, published: Published) -> Pool:
     """Blocking (it starts processes): call from a thread."""
     return QuietPool(workers, init_worker, (ledger, published), context=process_context())

@@ -12,20 +12,22 @@ from typing import Any, NamedTuple
 import orjson
 
 from compute.queries import Query, answer
-from store.cells import Catalog
 from store.dataset import Dataset, attach
 from store.shm import Layout
 
 Reply = tuple[int, str, bytes]
 UNSAVED = "unsaved"
-Published = dict[str, tuple[Catalog, Layout]]
+Published = dict[str, Layout]
 
 
 class DatasetSync(NamedTuple):
-    """Sent with every batch: which data sets still exist, and where to find those the batch
-    uses besides the start-up one (a worker attaches to an uploaded set on first use)."""
+    """Sent with every batch: the segments of the data sets that still exist, and the layout of each
+    data set the batch uses (a few hundred bytes: the catalog is read from the segment itself).
 
-    live: tuple[str, ...]
+    A worker answers only from the segment the batch names: data-set ids are never reused, and a
+    worker that holds another segment under that name detaches and attaches to the named one."""
+
+    live: frozenset[str]
     layouts: Published
 
 
@@ -39,29 +41,49 @@ def error_reply(reason: str) -> bytes:
     return orjson.dumps({"status": "error", "reason": reason})
 
 
+def removed_reason(name: str) -> str:
+    return f"the data set {name!r} was removed"
+
+
 def init_worker(ledger: Any, published: Published) -> None:
     """Pool initializer: attach every published data set; Ctrl-C is the server's to handle."""
     global _ledger
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ledger = ledger
-    for name, (catalog, layout) in published.items():
-        _datasets[name] = attach(catalog, layout)
+    for name, layout in published.items():
+        _datasets[name] = attach(layout)
 
 
-def sync_datasets(sync: DatasetSync) -> None:
-    """Detach from data sets that were removed; attach to new ones the batch needs."""
-    for name in [name for name in _datasets if name not in sync.live]:
+def sync_datasets(sync: DatasetSync) -> dict[str, str]:
+    """Detach from segments no longer live; make sure each data set the batch uses is held at the
+    segment it names. Returns why a data set could not be attached (it was removed meanwhile, or
+    the system refused), by name: only that data set's jobs fail."""
+    for name in [name for name, dataset in _datasets.items() if dataset.layout_segment not in sync.live]:
         _datasets.pop(name).close()
-    for name, (catalog, layout) in sync.layouts.items():
-        if name not in _datasets:
-            _datasets[name] = attach(catalog, layout)
+    failures = {}
+    for name, layout in sync.layouts.items():
+        held = _datasets.get(name)
+        if held is not None and held.layout == layout:
+            continue
+        if held is not None:
+            _datasets.pop(name).close()
+        try:
+            _datasets[name] = attach(layout)
+        except FileNotFoundError:
+            failures[name] = removed_reason(name)
+        except OSError as error:
+            failures[name] = f"cannot attach to the data set {name!r}: {error}"
+    return failures
 
 
-def reply_to(query: Query) -> tuple[str, bytes]:
+def reply_to(query: Query, failures: dict[str, str]) -> tuple[str, bytes]:
     """One job's status and its whole get_results reply."""
+    failure = failures.get(query.dataset)
+    if failure is not None:
+        return "error", error_reply(failure)
     dataset = _datasets.get(query.dataset)
     if dataset is None:
-        return "error", error_reply(f"data set {query.dataset!r} is not loaded")
+        return "error", error_reply(removed_reason(query.dataset))
     try:
         data = answer(dataset, query)
     except LookupError as error:
@@ -79,12 +101,8 @@ def run_batch(batch: Batch) -> tuple[int, list[Reply]]:
     the server has restarted the ledger.
     """
     number, jobs, sync = batch
-    try:
-        sync_datasets(sync)
-    except OSError as error:
-        failed = error_reply(f"cannot attach to the data set: {error}")
-        return number, [(job_id, "error", failed) for job_id, _ in jobs]
-    replies = [(job_id, *reply_to(query)) for job_id, query in jobs]
+    failures = sync_datasets(sync)
+    replies = [(job_id, *reply_to(query, failures)) for job_id, query in jobs]
     try:
         failure = _ledger.finish(replies)
     except Exception as error:

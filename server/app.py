@@ -16,14 +16,17 @@ from aiohttp import web
 
 from compute.dispatch import Dispatcher
 from compute.pool import start_pool
-from server.admin import ADMIN_TOKEN
+from server.admin import ADMIN_HOST, ADMIN_TOKEN
 from server.answers import AnswerCache, Answers
 from server.config import Config
 from server.dataset_routes import add_dataset_routes
 from server.datasets import DatasetRegistry
+from server.guards import refuse_encoded_bodies
 from server.jobs import JobTable, Retention
 from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
+from server.protocol import handler_args, loop_errors, raise_file_limit
+from server.protocol import install as install_guarded_handler
 from server.routes import add_routes
 from server.service import SERVICE, Service
 from server.supervise import dispose, expire_results, forget_retired, record_issued, supervise
@@ -42,6 +45,18 @@ async def logging_ctx(app: web.Application) -> AsyncIterator[None]:
     listener = start_logging(app[CONFIG].log_path, app[CALL_LOG])
     yield
     stop_logging(listener)
+
+
+async def connections_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Before listening: as many open files as the hard limit allows, and the loop's own errors
+    (accept() failing for want of descriptors) burst-logged to the service log."""
+    soft, hard = raise_file_limit()
+    log.info("open-file limit %d (hard %d)", soft, hard)
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(loop_errors)
+    yield
+    loop.set_exception_handler(previous)
 
 
 async def data_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -127,12 +142,18 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config) -> web.Application:
     calls = CallLog()
-    app = web.Application(middlewares=[log_calls(config, calls), json_errors(config)], client_max_size=config.max_body)
+    install_guarded_handler()
+    app = web.Application(
+        middlewares=[log_calls(config, calls), json_errors(config), refuse_encoded_bodies()],
+        client_max_size=config.max_body,
+        handler_args=handler_args(config.header_timeout_s, config.body_timeout_s),
+    )
     app[CONFIG] = config
+    app[ADMIN_HOST] = config.host
     app[CALL_LOG] = calls
     if config.admin_token:
         app[ADMIN_TOKEN] = config.admin_token
-    app.cleanup_ctx.extend([logging_ctx, data_ctx, ledger_ctx, service_ctx])
+    app.cleanup_ctx.extend([logging_ctx, connections_ctx, data_ctx, ledger_ctx, service_ctx])
     add_routes(app)
     add_dataset_routes(app, config.max_upload)
     return app

@@ -29,6 +29,8 @@ class Config:
     max_upload: int = 256 * 2**20
     cache_entries: int = 4096
     cache_mb: int = 64
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
 
     @property
     def log_path(self) -> Path:
@@ -129,11 +131,27 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--cache-mb", type=positive_int, default=64, help="memory bound of that cache in MiB (default 64)"
     )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request's headers must arrive within this, else 408 (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request body must keep coming at 1 KiB/s over each such interval, else 408 (default 10)",
+    )
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")
     if not 0 <= args.poll_grace_ms <= 1000:
         parser.error("--poll-grace-ms must be between 0 and 1000")
+    if not (0 < args.header_timeout <= 3600 and 0 < args.body_timeout <= 3600):
+        parser.error("--header-timeout and --body-timeout must be between 0 and 3600 seconds")
     if args.results_ttl is not None and args.results_ttl <= 0:
         parser.error("--results-ttl must be a positive number of seconds")
     try:
@@ -157,4 +175,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_upload=args.max_upload,
         cache_entries=args.cache_entries,
         cache_mb=args.cache_mb,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
     )

@@ -16,13 +16,14 @@ from aiohttp import BodyPartReader, web
 
 from server.admin import admin_only
 from server.datasets import DEFAULT
-from server.middleware import error_response
+from server.middleware import error_response, excerpt, quoted
 from server.service import SERVICE
 from store.csvfile import DataFileError
 
 log = logging.getLogger("lestats.datasets")
 
 MAX_UPLOAD = web.AppKey("max_upload", int)
+MAX_LABEL = 100  # characters of a file name kept for messages
 
 
 class TooLarge(Exception):
@@ -43,25 +44,34 @@ async def read_limited(read_chunk: Callable[[], Awaitable[bytes]], limit: int) -
 async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
     """The uploaded CSV and a name for it (the file name, for messages)."""
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        async for part in reader:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
-                return content, part.filename or "upload.csv"
-        raise DataFileError("the form has no 'file' field with the CSV")
+        try:
+            return await read_form(request, limit)
+        except DataFileError:
+            raise
+        except ValueError as error:  # aiohttp's multipart reader: no boundary, a malformed part
+            raise DataFileError(f"the upload is not a valid multipart form: {excerpt(str(error))}") from None
     content = await read_limited(functools.partial(request.content.read, 2**16), limit)
-    return content, request.query.get("name", "upload.csv")
+    return content, excerpt(request.query.get("name", "upload.csv"), MAX_LABEL)
+
+
+async def read_form(request: web.Request, limit: int) -> tuple[bytes, str]:
+    reader = await request.multipart()
+    async for part in reader:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
+            return content, excerpt(part.filename or "upload.csv", MAX_LABEL)
+    raise DataFileError("the form has no 'file' field with the CSV")
 
 
 async def list_datasets(request: web.Request) -> web.Response:
-    registry = request.app[SERVICE].registry
-    body = {"datasets": [registry.summary(name) for name in registry.catalogs]}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return web.Response(body=request.app[SERVICE].registry.listing(), content_type="application/json")
 
 
 @admin_only
 async def upload_dataset(request: web.Request) -> web.Response:
     limit = request.app[MAX_UPLOAD]
+    if request.app[SERVICE].draining:
+        return error_response(503, "shutting down")
     try:
         content, label = await read_upload(request, limit)
         if not content:
@@ -87,7 +97,7 @@ async def delete_dataset(request: web.Request) -> web.Response:
     if name == DEFAULT:
         return error_response(400, "the start-up data set cannot be removed")
     if name not in registry.catalogs:
-        return error_response(404, f"no data set {name!r}")
+        return error_response(404, f"no data set {quoted(name)}")
     await registry.remove(name)
     request.app[SERVICE].answers.cache.forget_dataset(name)
     log.info("removed data set %s", name)

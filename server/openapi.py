@@ -3,14 +3,23 @@
 Built from the same tables the routes use (the query kinds, which ones need a state) and from the
 data sets loaded now: a question or state is valid only if a data set holds it, so the document
 lists them as enums, and a request the document calls valid is one the server accepts.
+
+An enum is listed only up to MAX_ENUM names: an upload with 100,000 questions once made the
+document 37 MB, built anew on every request of a public route. Past that the field is a plain
+string (GET /api/datasets lists the names). The document is built once per set of loaded data sets:
+ids are never reused, so the ids name the content.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from compute.queries import KERNELS, NEEDS_STATE
 from store.cells import Catalog
+
+MAX_ENUM = 1000
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -41,17 +50,24 @@ def _error(description: str) -> dict[str, Any]:
     return _json({"$ref": "#/components/schemas/Error"}, description)
 
 
-def _names(catalogs: dict[str, Catalog], field: str) -> list[str]:
-    return sorted({name for catalog in catalogs.values() for name in getattr(catalog, field)})
+def _one_of(names: set[str] | None, description: str) -> dict[str, Any]:
+    """A string field whose value must be one of `names`: an enum while the list is short
+    (None: known to be too long)."""
+    if names is None or len(names) > MAX_ENUM:
+        return {"type": "string", "description": f"{description} (too many to list: see GET /api/datasets)"}
+    return {"type": "string", "enum": sorted(names), "description": description}
+
+
+def _names(catalogs: dict[str, Catalog], field: str, description: str) -> dict[str, Any]:
+    lists: list[tuple[str, ...]] = [getattr(catalog, field) for catalog in catalogs.values()]
+    if any(len(names) > MAX_ENUM for names in lists):  # too many anyway: skip a union of 100,000 names
+        return _one_of(None, description)
+    return _one_of({name for names in lists for name in names}, description)
 
 
 def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
     properties: dict[str, Any] = {
-        "question": {
-            "type": "string",
-            "enum": _names(catalogs, "questions"),
-            "description": "a Question of the data set, exactly",
-        },
+        "question": _names(catalogs, "questions", "a Question of the data set, exactly"),
         "years": {
             "type": "array",
             "nullable": True,
@@ -61,19 +77,11 @@ def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
             "description": "extension: [from, to] with from <= to, keep rows with YearStart >= from "
             "and YearEnd <= to; only on a data set with YearStart/YearEnd",
         },
-        "dataset": {
-            "type": "string",
-            "enum": sorted(catalogs),
-            "description": "extension: a data set id; default the start-up one",
-        },
+        "dataset": _one_of(set(catalogs), "extension: a data set id; default the start-up one"),
     }
     required = ["question"]
     if kind in NEEDS_STATE:
-        properties["state"] = {
-            "type": "string",
-            "enum": _names(catalogs, "states"),
-            "description": "a LocationDesc of the data set",
-        }
+        properties["state"] = _names(catalogs, "states", "a LocationDesc of the data set")
         required.append("state")
     return {
         "required": True,
@@ -200,3 +208,15 @@ def openapi_document(catalogs: dict[str, Catalog]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {"Error": ERROR}},
     }
+
+
+_built: tuple[tuple[str, ...], bytes] = ((), b"")
+
+
+def openapi_bytes(catalogs: dict[str, Catalog]) -> bytes:
+    """The document as JSON, built again only when the loaded data sets change."""
+    global _built
+    key = tuple(catalogs)
+    if _built[0] != key or not _built[1]:
+        _built = (key, orjson.dumps(openapi_document(catalogs)))
+    return _built[1]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from aiohttp import web
 
 from compute.queries import KERNELS
 from server.admin import admin_only
 from server.config import PROJECT_ROOT
-from server.middleware import QUERY_ROUTE, error_response
-from server.openapi import openapi_document
+from server.middleware import QUERY_ROUTE, error_response, quoted
+from server.openapi import openapi_bytes
 from server.service import SERVICE
 from server.validation import BadRequest, parse_query
 
 JSON = "application/json"
 STATIC_DIR = PROJECT_ROOT / "static"
+STATIC_ROOT = STATIC_DIR.resolve()
 MAX_WAIT_S = 30.0
 
 
@@ -46,10 +49,16 @@ async def submit_query(request: web.Request) -> web.Response:
     return json_bytes(b'{"job_id":"job_id_%d"}' % job_id)
 
 
+MAX_JOB_ID_DIGITS = 18  # an int64; a longer id was never issued (and int() refuses over 4,300 digits)
+WAIT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")  # plain ASCII decimals: not 1_0, 1e3, nan or non-ASCII digits
+
+
 def parse_job_id(text: str) -> int | None:
-    """`job_id_<n>` or the bare `<n>`."""
+    """`job_id_<n>` or the bare `<n>`, in ASCII digits."""
     digits = text.removeprefix("job_id_")
-    return int(digits) if digits.isdecimal() and digits.isascii() else None
+    if not (digits.isascii() and digits.isdecimal() and len(digits) <= MAX_JOB_ID_DIGITS):
+        return None
+    return int(digits)
 
 
 def parse_wait(request: web.Request, grace_s: float) -> float:
@@ -58,10 +67,9 @@ def parse_wait(request: web.Request, grace_s: float) -> float:
     text = request.query.get("wait")
     if text is None:
         return grace_s
-    try:
-        wait_s = float(text)
-    except ValueError:
-        raise BadRequest(f"'wait' must be a number of seconds, not {text!r}") from None
+    if not WAIT.fullmatch(text):
+        raise BadRequest(f"'wait' must be a number of seconds in plain digits, not {quoted(text)}")
+    wait_s = float(text)
     if not 0 <= wait_s <= MAX_WAIT_S:
         raise BadRequest(f"'wait' must be between 0 and {MAX_WAIT_S:g} seconds")
     return wait_s
@@ -110,6 +118,15 @@ async def page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A file of the page; anything else (missing, a directory, outside static/) is a JSON 404.
+    (aiohttp's own static route answers a missing file with an empty 404.)"""
+    path = (STATIC_DIR / request.match_info["path"]).resolve()
+    if not path.is_relative_to(STATIC_ROOT) or not path.is_file():
+        return error_response(404, "no such file")
+    return web.FileResponse(path)
+
+
 async def route_list(request: web.Request) -> web.Response:
     """GET /api: the routes, for people exploring with curl."""
     routes = sorted(
@@ -123,7 +140,7 @@ async def route_list(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_bytes(orjson.dumps(openapi_document(request.app[SERVICE].catalogs)))
+    return json_bytes(openapi_bytes(request.app[SERVICE].catalogs))
 
 
 def add_routes(app: web.Application) -> None:
@@ -136,4 +153,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/api", route_list)
     app.router.add_get("/", page)
-    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/static/{path:.+}", static_file)

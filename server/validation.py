@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from compute.queries import KNOWN_DIRECTION, NEEDS_DIRECTION, NEEDS_STATE, Query
+from server.middleware import quoted
 from store.cells import Catalog
 
 DEFAULT_DATASET = "default"
@@ -62,12 +63,12 @@ def parse_query(kind: str, body: bytes, catalogs: Mapping[str, Catalog]) -> Quer
     fields = parse_body(body)
     dataset = fields.get("dataset", DEFAULT_DATASET)
     if not isinstance(dataset, str) or dataset not in catalogs:
-        raise BadRequest(f"unknown data set: {dataset!r}")
+        raise BadRequest(f"unknown data set: {quoted(dataset)}")
     catalog = catalogs[dataset]
     question = text_field(fields, "question")
     question_code = catalog.question_codes.get(question)
     if question_code is None:
-        raise BadRequest(f"unknown question: {question!r}")
+        raise BadRequest(f"unknown question: {quoted(question)}")
     if kind in NEEDS_DIRECTION and question not in KNOWN_DIRECTION:
         raise BadRequest(f"which direction is better is not known for the question {question!r}")
     state_code = -1
@@ -75,7 +76,7 @@ def parse_query(kind: str, body: bytes, catalogs: Mapping[str, Catalog]) -> Quer
         state = text_field(fields, "state")
         state_code = catalog.state_codes.get(state, -1)
         if state_code < 0:
-            raise BadRequest(f"unknown state: {state!r}")
+            raise BadRequest(f"unknown state: {quoted(state)}")
         if (question_code, state_code) not in catalog.answered:
             raise BadRequest(f"the state {state!r} has no value for the question {question!r}")
     return Query(kind, question_code, state_code, parse_years(fields, catalog), dataset)

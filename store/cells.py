@@ -16,6 +16,9 @@ import numpy as np
 from store.csvfile import NO_YEAR, Columns
 
 NO_STRATUM = -1
+# Mixed-radix keys must fit an int64 (Python ints are exact, so the product is checked before any
+# NumPy arithmetic can wrap around); a wider file is grouped by sorting its separate columns.
+KEY_LIMIT = 2**63
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
     """Group the rows into cells; rows with a missing value add nothing and are dropped.
 
     A cell's key is one integer (question, state, stratum, years, mixed radix), in that order, so
-    ascending keys sort cells by question first and the grouping is a single pass.
+    ascending keys sort cells by question first and the grouping is a single pass. When that key
+    could pass int64 (a wide file), the rows are sorted on the separate columns instead.
     """
     present = ~np.isnan(columns.values)
     values = columns.values[present]
@@ -87,22 +91,16 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         starts_seen = ends_seen = np.array([NO_YEAR], dtype=np.int64)
         year_start = year_end = np.zeros(len(values), dtype=np.int64)
     radix = (len(columns.states.names), len(strata) + 1, len(starts_seen), len(ends_seen))
-    key = columns.questions.codes[present].astype(np.int64)
-    for size, part in zip(
-        radix, (columns.states.codes[present], stratum[present] + 1, year_start, year_end), strict=True
-    ):
-        key = key * size + part
+    parts = (columns.states.codes[present], stratum[present] + 1, year_start, year_end)
+    question = columns.questions.codes[present].astype(np.int64)
     space = len(columns.questions.names)
     for size in radix:
         space *= size
-    cell_keys, cell_of_row = group(key, max(space, 1))
-
-    digits = []
-    for size in reversed(radix):
-        cell_keys, digit = np.divmod(cell_keys, size)
-        digits.append(digit)
-    year_end_code, year_start_code, stratum_code, state_code = digits
-    cell_question = cell_keys
+    if space < KEY_LIMIT:
+        cell_question, digits, cell_of_row = _group_by_key(question, parts, radix, max(space, 1))
+    else:
+        cell_question, digits, cell_of_row = _group_by_sorting(question, parts)
+    state_code, stratum_code, year_start_code, year_end_code = digits
     arrays: dict[str, np.ndarray] = {
         "question_start": np.searchsorted(cell_question, np.arange(len(columns.questions.names) + 1)).astype(np.int64),
         "state": state_code.astype(np.int32),
@@ -126,6 +124,40 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         answered=frozenset(zip((answered // states).tolist(), (answered % states).tolist(), strict=True)),
     )
     return catalog, arrays
+
+
+def _group_by_key(
+    question: np.ndarray, parts: tuple[np.ndarray, ...], radix: tuple[int, ...], space: int
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Group rows on one mixed-radix key (question, then each part); the key space fits an int64."""
+    key = question
+    for size, part in zip(radix, parts, strict=True):
+        key = key * size + part
+    cell_keys, cell_of_row = group(key, space)
+    digits = []
+    for size in reversed(radix):
+        cell_keys, digit = np.divmod(cell_keys, size)
+        digits.append(digit)
+    return cell_keys, digits[::-1], cell_of_row
+
+
+def _group_by_sorting(
+    question: np.ndarray, parts: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The same grouping without a combined key: a lexicographic sort over the separate columns,
+    question first, so cells come out in the same order as ascending keys."""
+    columns = [question, *(np.asarray(part, dtype=np.int64) for part in parts)]
+    order = np.lexsort(columns[::-1])
+    ordered = [column[order] for column in columns]
+    starts = np.zeros(len(order), dtype=bool)
+    starts[:1] = True
+    for column in ordered:
+        starts[1:] |= column[1:] != column[:-1]
+    cell_of_sorted = np.cumsum(starts) - 1
+    cell_of_row = np.empty(len(order), dtype=np.int64)
+    cell_of_row[order] = cell_of_sorted
+    distinct = [column[starts] for column in ordered]
+    return distinct[0], distinct[1:], cell_of_row
 
 
 def _strata(columns: Columns) -> tuple[tuple[tuple[str, str], ...], np.ndarray]:

@@ -1,7 +1,13 @@
-"""A data set: its catalog (names) and its cell arrays, in process memory or in shared memory."""
+"""A data set: its catalog (names) and its cell arrays, in process memory or in shared memory.
+
+A published data set's segment also holds its catalog, pickled: a worker reads it once, when it
+attaches, so batches name a segment and never carry a catalog (one with 100,000 questions pickles
+to megabytes).
+"""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +29,10 @@ class Dataset:
     @property
     def layout(self) -> Layout | None:
         return self.shared.layout if self.shared else None
+
+    @property
+    def layout_segment(self) -> str | None:
+        return self.shared.layout.segment if self.shared else None
 
     @property
     def shared_bytes(self) -> int:
@@ -52,13 +62,23 @@ def load_upload(content: bytes, name: str, label: str) -> Dataset:
     return from_columns(parse_bytes(content, label), name, label)
 
 
+CATALOG = "catalog"
+
+
+def _cell_arrays(shared: SharedArrays) -> dict[str, np.ndarray]:
+    return {name: view for name, view in shared.views.items() if name != CATALOG}
+
+
 def publish(dataset: Dataset, tag: str) -> Dataset:
-    """Move a data set's arrays into a new shared segment owned by this process."""
-    shared = SharedArrays.create(tag, dataset.arrays)
-    return Dataset(dataset.catalog, shared.views, shared)
+    """Move a data set's arrays, and its pickled catalog, into a new shared segment owned by this process."""
+    catalog = np.frombuffer(pickle.dumps(dataset.catalog, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+    shared = SharedArrays.create(tag, {**dataset.arrays, CATALOG: catalog})
+    return Dataset(dataset.catalog, _cell_arrays(shared), shared)
 
 
-def attach(catalog: Catalog, layout: Layout) -> Dataset:
-    """A worker's view of a published data set: no copy, just a mapping of the same pages."""
+def attach(layout: Layout) -> Dataset:
+    """A worker's view of a published data set: no copy, just a mapping of the same pages (the
+    segment is the server's own, created mode 0600, so its catalog is trusted)."""
     shared = SharedArrays.attach(layout)
-    return Dataset(catalog, shared.views, shared)
+    catalog = pickle.loads(shared.views[CATALOG].tobytes())
+    return Dataset(catalog, _cell_arrays(shared), shared)

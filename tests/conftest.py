@@ -59,10 +59,13 @@ TEST_KINDS = {
     "test_generate.py": "unit",
     "test_reference.py": "unit",
     "test_ledger.py": "unit",
+    "test_hostile_units.py": "unit",
+    "test_wide.py": "unit",
     "test_api.py": "api",
     "test_process.py": "process",
     "test_openapi.py": "process",
     "test_faults.py": "faults",
+    "test_hostile.py": "faults",
     "test_browser.py": "browser",
     "test_bench_smoke.py": "bench",
 }
