@@ -6,7 +6,6 @@ batch), and returned as finished reply bytes, so the server only stores them and
 
 from __future__ import annotations
 
-import signal
 from typing import Any, NamedTuple
 
 import orjson
@@ -14,6 +13,7 @@ import orjson
 from compute.queries import Query, answer
 from store.cells import Catalog
 from store.dataset import Dataset, attach
+from store.lifeline import as_child_of
 from store.shm import Layout
 
 Reply = tuple[int, str, bytes]
@@ -39,10 +39,11 @@ def error_reply(reason: str) -> bytes:
     return orjson.dumps({"status": "error", "reason": reason})
 
 
-def init_worker(ledger: Any, published: Published) -> None:
-    """Pool initializer: attach every published data set; Ctrl-C is the server's to handle."""
+def init_worker(ledger: Any, published: Published, server_pid: int) -> None:
+    """Pool initializer: attach every published data set; SIGINT and SIGTERM are the server's to
+    handle, and the worker ends with the server."""
     global _ledger
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    as_child_of(server_pid)
     _ledger = ledger
     for name, (catalog, layout) in published.items():
         _datasets[name] = attach(catalog, layout)

@@ -107,14 +107,17 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     service.draining = True
     log.info("draining %d jobs", len(jobs.running))
     await jobs.drained()
+    # The duties stop before the pool does: the supervisor would take the pool's own stop (its
+    # result thread ending) for a broken pool, log an error and start a new one.
+    for duty in duties:
+        duty.cancel()
+    await asyncio.gather(*duties, return_exceptions=True)
     service.dispatcher.close()
     if service.dispatcher.batches_lost:
         await asyncio.to_thread(dispose, service.pool)  # close() would wait forever for a task a dead worker took
     else:
         service.pool.close()
         await asyncio.to_thread(service.pool.join)
-    for duty in duties:
-        duty.cancel()
     forget_retired(service.retired_pools)
     try:
         failure = await asyncio.to_thread(host.ledger.close, jobs.next_id)
