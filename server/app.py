@@ -71,7 +71,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
-    host = LedgerHost(str(app[CONFIG].state_dir))
+    host = LedgerHost(str(app[CONFIG].state_dir), app[CONFIG].fsync)
     await asyncio.to_thread(host.start)
     app[LEDGER] = host
     yield

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from store.ledger import FSYNC_MODES
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
 
@@ -29,6 +31,7 @@ class Config:
     max_upload: int = 256 * 2**20
     cache_entries: int = 4096
     cache_mb: int = 64
+    fsync: str = "batch"
 
     @property
     def log_path(self) -> Path:
@@ -129,6 +132,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument(
         "--cache-mb", type=positive_int, default=64, help="memory bound of that cache in MiB (default 64)"
     )
+    parser.add_argument(
+        "--fsync",
+        choices=FSYNC_MODES,
+        default="batch",
+        help=(
+            "when a job is reported done: always (its journal write is on disk, one fdatasync per write),"
+            " batch (on disk, one fdatasync shared by the writes that arrive together; the default),"
+            " off (in the kernel's cache: survives the server being killed, not a power cut)"
+        ),
+    )
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")
@@ -157,4 +170,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_upload=args.max_upload,
         cache_entries=args.cache_entries,
         cache_mb=args.cache_mb,
+        fsync=args.fsync,
     )

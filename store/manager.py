@@ -33,8 +33,9 @@ LedgerManager.register("Ledger", Ledger)
 class LedgerHost:
     """Owns the manager process. Blocking: call from a thread, never from the event loop."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, fsync: str = "batch") -> None:
         self._state_dir = state_dir
+        self._fsync = fsync
         self._manager: LedgerManager | None = None
         self._pidfd = -1
         self.ledger: Any = None
@@ -47,7 +48,7 @@ class LedgerHost:
         manager.start(as_child_of, (os.getpid(),))
         self._manager = manager
         self._pidfd = os.pidfd_open(manager._process.pid)  # type: ignore[attr-defined]
-        self.ledger = manager.Ledger(self._state_dir, server_start)  # type: ignore[attr-defined]  # registered below
+        self.ledger = manager.Ledger(self._state_dir, server_start, self._fsync)  # type: ignore[attr-defined]  # registered below
 
     @property
     def pid(self) -> int | None:
