@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +150,8 @@ class Ledger:
         lines = b"".join(
             orjson.dumps({"job": job_id, "reply": orjson.Fragment(reply)}) + b"\n" for job_id, _, reply in replies
         )
-        with self._lock:
+
+        def write() -> str | None:
             error = self._append(lines)
             if error is None:
                 # Results are saved again. Only this clears a failure: a later small write (an id
@@ -157,42 +159,45 @@ class Ledger:
                 self._write_error = None
                 for job_id, status, _ in replies:
                     self._states[job_id] = status
-            error = error or self._durable_now()
-            appended = self._appended
-        return error or self._durable_later(appended)
+            return error
+
+        return self._logged(write)
 
     def reserve(self, up_to: int) -> str | None:
-        with self._lock:
+        def write() -> str | None:
             error = self._append(orjson.dumps({"reserved": up_to}) + b"\n")
             if error is None:
                 self._reserved = max(self._reserved, up_to)
-            error = error or self._durable_now()
-            appended = self._appended
-        return error or self._durable_later(appended)
+            return error
+
+        return self._logged(write)
 
     def issued(self, up_to: int) -> str | None:
         """Ids up to `up_to` have been handed out (so a crash can tell them from unused ones)."""
-        with self._lock:
+
+        def write() -> str | None:
             if up_to <= self._issued:
                 return None
             self._issued = up_to
-            error = self._append(orjson.dumps({"issued": up_to}) + b"\n") or self._durable_now()
-            appended = self._appended
-        return error or self._durable_later(appended)
+            return self._append(orjson.dumps({"issued": up_to}) + b"\n")
+
+        return self._logged(write)
 
     def expire_below(self, watermark: int) -> str | None:
         """Forget jobs below `watermark`; rewrite the journal once they fill most of it."""
-        with self._lock:
+
+        def write() -> str | None:
             if watermark <= self._expired_below:
                 return None
             self._expired_below = watermark
             for job_id in [job for job in self._states if job < watermark]:
                 del self._states[job_id]
-            error = self._append(orjson.dumps({"expired_below": watermark}) + b"\n") or self._durable_now()
+            error = self._append(orjson.dumps({"expired_below": watermark}) + b"\n")
             if error is None and self._size() > max(COMPACT_AT_BYTES, 2 * self._compacted_size):
                 error = self._compact()
-            appended = self._appended
-        return error or self._durable_later(appended)
+            return error
+
+        return self._logged(write)
 
     def health(self) -> dict:
         with self._lock:
@@ -256,14 +261,19 @@ class Ledger:
         self._appended += 1
         return None
 
-    def _durable_now(self) -> str | None:
-        """--fsync always: called holding the lock, so each append gets its own fdatasync."""
-        return self._durable(self._appended) if self._fsync == "always" else None
-
-    def _durable_later(self, appended: int) -> str | None:
-        """--fsync batch: called after releasing the lock, so appends go on during an fdatasync
-        and the next one covers them all (group commit)."""
-        return self._durable(appended) if self._fsync == "batch" else None
+    def _logged(self, write: Callable[[], str | None]) -> str | None:
+        """Run `write` (its appends and the state that goes with them) under the lock; return once
+        its appends are as durable as --fsync says. always: the fdatasync runs holding the lock,
+        so each write gets its own. batch: it runs after the lock is released, so appends go on
+        meanwhile and the next fdatasync covers them all (group commit)."""
+        with self._lock:
+            error = write()
+            if error is None and self._fsync == "always":
+                error = self._durable(self._appended)
+            appended = self._appended
+        if error is None and self._fsync == "batch":
+            error = self._durable(appended)
+        return error
 
     def _durable(self, appended: int) -> str | None:
         """Return once the first `appended` appends are on disk: an fdatasync that began after
