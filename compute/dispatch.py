@@ -71,11 +71,6 @@ class Dispatcher:
         self._reader.start()
 
     @property
-    def deliver(self) -> Deliver:
-        """Where replies go (a new dispatcher replacing this one hands them to the same place)."""
-        return self._deliver
-
-    @property
     def queued(self) -> int:
         return len(self._pending)
 

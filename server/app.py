@@ -21,7 +21,6 @@ from server.answers import AnswerCache, Answers
 from server.config import Config
 from server.dataset_routes import add_dataset_routes
 from server.datasets import DatasetRegistry
-from server.group_commit import GroupCommit
 from server.jobs import JobTable, Retention
 from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
@@ -92,11 +91,10 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             raise OSError(failure)
 
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.keep_mb * 2**20, config.results_ttl_s))
-    deliver = jobs.finish
-    if config.fsync == "batch":  # replies are reported done once one fdatasync per round covers them
-        deliver = GroupCommit(lambda: host.ledger.sync(), jobs.finish).deliver
-    answers = Answers(AnswerCache(config.cache_entries, config.cache_mb * 2**20), lambda: host.ledger, deliver)
-    dispatcher = Dispatcher(pool, config.workers, asyncio.get_running_loop(), deliver, registry.describe, answers.learn)
+    answers = Answers(AnswerCache(config.cache_entries, config.cache_mb * 2**20), lambda: host.ledger, jobs.finish)
+    dispatcher = Dispatcher(
+        pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe, answers.learn
+    )
     answers.dispatcher = dispatcher
     service = Service(registry, jobs, answers, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
     app[SERVICE] = service

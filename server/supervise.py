@@ -60,7 +60,7 @@ async def replace_pool(service: Service, workers: int) -> None:
     registry = service.registry
     pool = await asyncio.to_thread(start_pool, workers, service.ledger, registry.published())
     dispatcher = Dispatcher(
-        pool, workers, asyncio.get_running_loop(), service.dispatcher.deliver, registry.describe, service.answers.learn
+        pool, workers, asyncio.get_running_loop(), service.jobs.finish, registry.describe, service.answers.learn
     )
     old_pool, old_dispatcher = service.pool, service.dispatcher
     for job_id, query in old_dispatcher.take_unfinished():

@@ -18,10 +18,9 @@ jobs make up at least half of the file, it is rewritten (to a temporary file, th
 
 Durability (`--fsync`), like PostgreSQL's synchronous_commit or Redis' appendfsync:
   always  every write is followed by its own fdatasync before the call returns; writers wait in line.
-  batch   writes return at once; `sync()` returns once an fdatasync that began after every write so
-          far has ended, and callers arriving while one runs share the next one. The server calls
-          it once per round for all the replies that landed meanwhile, and reports them done only
-          then (server/group_commit.py); an id reservation syncs itself.
+  batch   the same promise, by group commit: the write returns once an fdatasync that began after it
+          has ended; the writers that arrive while one runs share the next one, so under load there
+          is one fdatasync per round of batches, not one per batch.
   off     the write is in the kernel's page cache when the call returns: it survives the server or
           the manager being killed, not a power cut or a kernel crash (the kernel writes it back
           within about 30 s).
@@ -171,8 +170,7 @@ class Ledger:
                 self._reserved = max(self._reserved, up_to)
             return error
 
-        error = self._logged(write)
-        return error or (self.sync() if self._fsync == "batch" else None)
+        return self._logged(write)
 
     def issued(self, up_to: int) -> str | None:
         """Ids up to `up_to` have been handed out (so a crash can tell them from unused ones)."""
@@ -263,19 +261,19 @@ class Ledger:
         self._appended += 1
         return None
 
-    def sync(self) -> str | None:
-        """Return once every write so far is on disk (or why it could not be); nothing to do with
-        --fsync off. Appends go on meanwhile (group commit)."""
-        return None if self._fsync == "off" else self._durable(self._appended)
-
     def _logged(self, write: Callable[[], str | None]) -> str | None:
-        """Run `write` (its appends and the state that goes with them) under the lock; with
-        --fsync always, also its fdatasync, so that each write gets its own."""
+        """Run `write` (its appends and the state that goes with them) under the lock; return once
+        its appends are as durable as --fsync says. always: the fdatasync runs holding the lock,
+        so each write gets its own. batch: it runs after the lock is released, so appends go on
+        meanwhile and the next fdatasync covers them all (group commit)."""
         with self._lock:
             error = write()
             if error is None and self._fsync == "always":
                 error = self._durable(self._appended)
-            return error
+            appended = self._appended
+        if error is None and self._fsync == "batch":
+            error = self._durable(appended)
+        return error
 
     def _durable(self, appended: int) -> str | None:
         """Return once the first `appended` appends are on disk: an fdatasync that began after
