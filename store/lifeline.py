@@ -16,13 +16,14 @@ that thread, not the server. A pidfd names the server itself, cannot be fooled b
 costs one sleeping thread per child.
 
 PR_SET_PDEATHSIG is right one level down: a child of the forkserver was forked by the
-forkserver's only thread, so with it the child dies with the forkserver too. Without that, a
-forkserver killed alone would leave workers the pool believes dead (it learns of their exits from
-the forkserver) still reading its task queue beside their replacements, and a manager that
-looks dead. With it, what the pool and the supervisor see is true, and the supervisor restarts the
-ledger and the pool as after any crash. The forkserver itself needs neither: it exits when the last
-holder of its "alive" pipe (the server and each child) is gone, and the resource tracker when the
-last holder of its pipe is (it then unlinks the semaphores still registered). Whatever shared
+forkserver's main thread, which lives exactly as long as it, so with it the child dies with the
+forkserver too. Without that, a forkserver killed alone would leave workers the pool believes
+dead (it learns of their exits from the forkserver) still reading its task queue beside their
+replacements, and a manager that looks dead. With it, what the pool and the supervisor see is
+true, and the supervisor restarts the ledger and the pool as after any crash. The forkserver itself
+needs neither: it exits when the last holder of its "alive" pipe (the server and each child) is
+gone, and the resource tracker when the last holder of its pipe is (it then unlinks the semaphores
+still registered). Whatever shared
 memory a crash leaves is reclaimed by the next start (`store.shm.reclaim_stale`).
 """
 
@@ -74,7 +75,7 @@ def _exit_when_readable(pidfd: int) -> None:
 
 
 def die_with_forkserver(forkserver_pid: int) -> None:
-    """SIGKILL from the kernel when the forkserver, whose only thread forked us, ends; and end now
+    """SIGKILL from the kernel when the forkserver, whose main thread forked us, ends; and end now
     if it already has (it died between our fork and this call: we were reparented)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
