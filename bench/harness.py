@@ -138,6 +138,12 @@ class Server:
         assert self._process is not None, "the server is not started"
         return self._process.pid
 
+    @property
+    def state_dir(self) -> Path:
+        """Our server's --state-dir, inside the scratch directory of a started server."""
+        assert self._scratch is not None, "the server is not started"
+        return Path(self._scratch.name) / "state"
+
     def command(self, scratch: Path) -> list[str]:
         """The command line; state and results go to a scratch directory removed at stop."""
         common = ["--data", str(self.data), "--port", str(self.port)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from multiprocessing.pool import Pool
 from typing import Any
 
@@ -22,7 +23,15 @@ class QuietPool(Pool):
     def _get_sentinels(self) -> list[Any]:
         return [self._change_notifier._reader]  # type: ignore[attr-defined]
 
+    @staticmethod
+    def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+        """Workers ignore SIGTERM (it is the server's, `store.lifeline`), so `terminate()` on a
+        pool, which sends it to each worker and then waits for them, kills them instead."""
+        process = ctx.Process(*args, **kwds)
+        process.terminate = process.kill
+        return process
+
 
 def start_pool(workers: int, ledger: Any, published: Published) -> Pool:
     """Blocking (it starts processes): call from a thread."""
-    return QuietPool(workers, init_worker, (ledger, published), context=process_context())
+    return QuietPool(workers, init_worker, (ledger, published, os.getpid()), context=process_context())

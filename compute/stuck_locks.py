@@ -9,8 +9,9 @@ in the pipe (a large result takes many writes), which breaks the next reader.
 
 So the pool is declared broken, and the supervisor replaces it, when after a worker death a lock
 stays held for `patience` checks in a row (with a task waiting, for the read lock: a live holder
-reads a waiting task within microseconds), or when the pool's result thread has died (it dies on a
-torn result).
+reads a waiting task within microseconds), when the pool's result thread has died (it dies on a
+torn result), or when its worker-maintenance thread has (it dies when it cannot start a worker,
+e.g. on a forkserver killed at that moment).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class BrokenPoolWatch:
     def check(self) -> str | None:
         if not self.pool._result_handler.is_alive():  # type: ignore[attr-defined]
             return "the pool's result thread died (a torn result from a killed worker)"
+        if not self.pool._worker_handler.is_alive():  # type: ignore[attr-defined]
+            return "the pool's worker-maintenance thread died (it could not start a worker)"
         for name, watched in self._watched.items():
             if not watched.suspect:
                 continue

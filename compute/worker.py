@@ -6,13 +6,13 @@ batch), and returned as finished reply bytes, so the server only stores them and
 
 from __future__ import annotations
 
-import signal
 from typing import Any, NamedTuple
 
 import orjson
 
 from compute.queries import Query, answer
 from store.dataset import Dataset, attach
+from store.lifeline import as_child_of
 from store.shm import Layout
 
 Reply = tuple[int, str, bytes]
@@ -45,10 +45,11 @@ def removed_reason(name: str) -> str:
     return f"the data set {name!r} was removed"
 
 
-def init_worker(ledger: Any, published: Published) -> None:
-    """Pool initializer: attach every published data set; Ctrl-C is the server's to handle."""
+def init_worker(ledger: Any, published: Published, server_pid: int) -> None:
+    """Pool initializer: attach every published data set; SIGINT and SIGTERM are the server's to
+    handle, and the worker ends with the server."""
     global _ledger
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    as_child_of(server_pid)
     _ledger = ledger
     for name, layout in published.items():
         _datasets[name] = attach(layout)

@@ -86,7 +86,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
-    host = LedgerHost(str(app[CONFIG].state_dir))
+    host = LedgerHost(str(app[CONFIG].state_dir), app[CONFIG].fsync)
     await asyncio.to_thread(host.start)
     app[LEDGER] = host
     yield
@@ -122,14 +122,17 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     service.draining = True
     log.info("draining %d jobs", len(jobs.running))
     await jobs.drained()
+    # The duties stop before the pool does: the supervisor would take the pool's own stop (its
+    # result thread ending) for a broken pool, log an error and start a new one.
+    for duty in duties:
+        duty.cancel()
+    await asyncio.gather(*duties, return_exceptions=True)
     service.dispatcher.close()
     if service.dispatcher.batches_lost:
         await asyncio.to_thread(dispose, service.pool)  # close() would wait forever for a task a dead worker took
     else:
         service.pool.close()
         await asyncio.to_thread(service.pool.join)
-    for duty in duties:
-        duty.cancel()
     forget_retired(service.retired_pools)
     try:
         failure = await asyncio.to_thread(host.ledger.close, jobs.next_id)

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from store.ledger import FSYNC_MODES
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
 
@@ -31,6 +33,7 @@ class Config:
     cache_mb: int = 64
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
+    fsync: str = "batch"
 
     @property
     def log_path(self) -> Path:
@@ -145,6 +148,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         metavar="SECONDS",
         help="a request body must keep coming at 1 KiB/s over each such interval, else 408 (default 10)",
     )
+    parser.add_argument(
+        "--fsync",
+        choices=FSYNC_MODES,
+        default="batch",
+        help=(
+            "when a job is reported done: always (its journal write is on disk, one fdatasync per write),"
+            " batch (on disk, one fdatasync shared by the writes that arrive together; the default),"
+            " off (in the kernel's cache: survives the server being killed, not a power cut)"
+        ),
+    )
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")
@@ -177,4 +190,5 @@ def parse_args(argv: list[str] | None = None) -> Config:
         cache_mb=args.cache_mb,
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
+        fsync=args.fsync,
     )

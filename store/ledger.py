@@ -15,6 +15,16 @@ A torn last line (a crash mid-write) fails to parse and is cut off at the next s
 was issued but has no reply at a start was cut short by a crash: the ledger journals it then as
 an error, "interrupted by a restart", so it is a finished job like any other from then on. When expired
 jobs make up at least half of the file, it is rewritten (to a temporary file, then renamed over it).
+
+Durability (`--fsync`), like PostgreSQL's synchronous_commit or Redis' appendfsync:
+  always  every write is followed by its own fdatasync before the call returns; writers wait in line.
+  batch   the same promise, by group commit: the write returns once an fdatasync that began after it
+          has ended; the writers that arrive while one runs share the next one, so under load there
+          is one fdatasync per round of batches, not one per batch.
+  off     the write is in the kernel's page cache when the call returns: it survives the server or
+          the manager being killed, not a power cut or a kernel crash (the kernel writes it back
+          within about 30 s).
+With always or batch, a job is reported done only once its reply is on disk.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +41,7 @@ import orjson
 JOURNAL = "journal.jsonl"
 INTERRUPTED = orjson.dumps({"status": "error", "reason": "interrupted by a restart"})
 COMPACT_AT_BYTES = 64 * 2**20
+FSYNC_MODES = ("always", "batch", "off")
 
 
 @dataclass
@@ -88,11 +100,18 @@ def replay(path: Path) -> Recovered:
 class Ledger:
     """Finished jobs' states by id (done or error) and the journal they are written to."""
 
-    def __init__(self, state_dir: str, end_interrupted: bool = True) -> None:
+    def __init__(self, state_dir: str, end_interrupted: bool = True, fsync: str = "batch") -> None:
         """`end_interrupted`: end issued jobs that have no reply (a server start, not a restart of
-        the manager under a running server, whose unfinished jobs are still being worked on)."""
+        the manager under a running server, whose unfinished jobs are still being worked on).
+        `fsync`: one of FSYNC_MODES (see above)."""
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {FSYNC_MODES}, not {fsync!r}")
         self._path = Path(state_dir) / JOURNAL
+        self._fsync = fsync
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()  # one fdatasync at a time; the fd is not closed during one
+        self._appended = 0  # appends so far (under _lock)
+        self._synced = 0  # how many of them are on disk (under _sync_lock)
         self._states: dict[int, str] = {}
         self._fd = -1
         self._write_error: str | None = None
@@ -131,7 +150,8 @@ class Ledger:
         lines = b"".join(
             orjson.dumps({"job": job_id, "reply": orjson.Fragment(reply)}) + b"\n" for job_id, _, reply in replies
         )
-        with self._lock:
+
+        def write() -> str | None:
             error = self._append(lines)
             if error is None:
                 # Results are saved again. Only this clears a failure: a later small write (an id
@@ -139,26 +159,34 @@ class Ledger:
                 self._write_error = None
                 for job_id, status, _ in replies:
                     self._states[job_id] = status
-        return error
+            return error
+
+        return self._logged(write)
 
     def reserve(self, up_to: int) -> str | None:
-        with self._lock:
+        def write() -> str | None:
             error = self._append(orjson.dumps({"reserved": up_to}) + b"\n")
             if error is None:
                 self._reserved = max(self._reserved, up_to)
             return error
 
+        return self._logged(write)
+
     def issued(self, up_to: int) -> str | None:
         """Ids up to `up_to` have been handed out (so a crash can tell them from unused ones)."""
-        with self._lock:
+
+        def write() -> str | None:
             if up_to <= self._issued:
                 return None
             self._issued = up_to
             return self._append(orjson.dumps({"issued": up_to}) + b"\n")
 
+        return self._logged(write)
+
     def expire_below(self, watermark: int) -> str | None:
         """Forget jobs below `watermark`; rewrite the journal once they fill most of it."""
-        with self._lock:
+
+        def write() -> str | None:
             if watermark <= self._expired_below:
                 return None
             self._expired_below = watermark
@@ -169,11 +197,14 @@ class Ledger:
                 error = self._compact()
             return error
 
+        return self._logged(write)
+
     def health(self) -> dict:
         with self._lock:
             return {
                 "journal": str(self._path),
                 "journal_bytes": self._size(),
+                "fsync": self._fsync,
                 "finished": len(self._states),
                 "write_error": self._write_error,
             }
@@ -182,18 +213,30 @@ class Ledger:
         """A clean stop: record where the ids go on, and close the journal."""
         with self._lock:
             error = self._append(orjson.dumps({"next": next_id}) + b"\n")
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            if error is None and self._fsync != "off":
+                error = self._durable(self._appended)
+            with self._sync_lock:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
             return error
 
     def _open(self) -> bool:
         try:
             self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if self._fsync != "off":
+                self._sync_directory()  # the journal's name, when this created it or a compaction renamed it
         except OSError as error:
             self._failed(f"cannot open the journal {self._path}: {error}")
             return False
         return True
+
+    def _sync_directory(self) -> None:
+        directory = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def _size(self) -> int:
         try:
@@ -215,6 +258,35 @@ class Ledger:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, before)
             return self._failed(f"cannot write the journal {self._path}: {error}")
+        self._appended += 1
+        return None
+
+    def _logged(self, write: Callable[[], str | None]) -> str | None:
+        """Run `write` (its appends and the state that goes with them) under the lock; return once
+        its appends are as durable as --fsync says. always: the fdatasync runs holding the lock,
+        so each write gets its own. batch: it runs after the lock is released, so appends go on
+        meanwhile and the next fdatasync covers them all (group commit)."""
+        with self._lock:
+            error = write()
+            if error is None and self._fsync == "always":
+                error = self._durable(self._appended)
+            appended = self._appended
+        if error is None and self._fsync == "batch":
+            error = self._durable(appended)
+        return error
+
+    def _durable(self, appended: int) -> str | None:
+        """Return once the first `appended` appends are on disk: an fdatasync that began after
+        them covers them; waiting for the one running, a writer often finds itself covered."""
+        with self._sync_lock:
+            if self._synced >= appended:
+                return None
+            target = self._appended  # every append counted here has completed its write
+            try:
+                os.fdatasync(self._fd)
+            except OSError as error:
+                return self._failed(f"cannot sync the journal {self._path} to disk: {error}")
+            self._synced = target
         return None
 
     def _failed(self, reason: str) -> str:
@@ -246,8 +318,10 @@ class Ledger:
         except OSError as error:
             temporary.unlink(missing_ok=True)
             return self._failed(f"cannot compact the journal {self._path}: {error}")
-        os.close(self._fd)
-        self._fd = -1
+        with self._sync_lock:
+            os.close(self._fd)
+            self._fd = -1
+            self._synced = self._appended  # all in the new file, which was synced before the rename
         self._open()
         self._compacted_size = self._size()
         return None

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import signal
+import os
+import select
 from multiprocessing.context import BaseContext
 from multiprocessing.managers import BaseManager
 from typing import Any
 
 from store.ledger import Ledger
+from store.lifeline import as_child_of
 
 
 def process_context() -> BaseContext:
     """forkserver: children fork from a clean single-threaded server with compute preloaded,
-    never from the threaded server process itself."""
+    never from the threaded server process itself; it and they leave SIGINT and SIGTERM to the
+    server (`store.forkserver_preload`)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["compute.worker"])
+    context.set_forkserver_preload(["store.forkserver_preload", "compute.worker"])
     return context
 
 
@@ -27,27 +30,25 @@ class LedgerManager(BaseManager):
 LedgerManager.register("Ledger", Ledger)
 
 
-def _leave_signals_to_the_server() -> None:
-    """The manager outlives a Ctrl-C or a SIGTERM sent to the whole process group: the server
-    stops it last, after the drain has journalled every result."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 class LedgerHost:
     """Owns the manager process. Blocking: call from a thread, never from the event loop."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, fsync: str = "batch") -> None:
         self._state_dir = state_dir
+        self._fsync = fsync
         self._manager: LedgerManager | None = None
+        self._pidfd = -1
         self.ledger: Any = None
         self.restarts = 0
 
     def start(self, server_start: bool = True) -> None:
         manager = LedgerManager(ctx=process_context())
-        manager.start(_leave_signals_to_the_server)
+        # The manager outlives a Ctrl-C or a SIGTERM sent to the whole process group: the server
+        # stops it last, after the drain has journalled every result. It dies with the server.
+        manager.start(as_child_of, (os.getpid(),))
         self._manager = manager
-        self.ledger = manager.Ledger(self._state_dir, server_start)  # type: ignore[attr-defined]  # registered below
+        self._pidfd = os.pidfd_open(manager._process.pid)  # type: ignore[attr-defined]
+        self.ledger = manager.Ledger(self._state_dir, server_start, self._fsync)  # type: ignore[attr-defined]  # registered below
 
     @property
     def pid(self) -> int | None:
@@ -55,9 +56,10 @@ class LedgerHost:
         return process.pid if process is not None else None
 
     def alive(self) -> bool:
-        """BaseManager keeps its process in `_process`; there is no public accessor."""
-        process = getattr(self._manager, "_process", None)
-        return process is not None and process.is_alive()
+        """Whether the manager process itself still runs, seen through a pidfd. Not
+        `Process.is_alive()`: a forkserver child's liveness is read from the forkserver, so
+        the forkserver's death would make a live manager look dead (and a second one be started)."""
+        return self._pidfd >= 0 and not select.select([self._pidfd], [], [], 0)[0]
 
     def restart(self) -> None:
         """A new manager and ledger; the ledger replays the journal, so nothing written is lost."""
@@ -71,3 +73,6 @@ class LedgerHost:
                 self._manager.shutdown()
             self._manager = None
             self.ledger = None
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1

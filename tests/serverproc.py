@@ -201,6 +201,19 @@ class Server:
         except subprocess.TimeoutExpired:
             pytest.fail(f"the server did not exit within {EXIT_TIMEOUT_S} s of signal {signum}:\n{self.output()}")
 
+    def stop_group(self, signum=signal.SIGTERM):
+        """Send `signum` to every process of the server's group at once, as systemd
+        (KillMode=control-group) and `kill -TERM -- -PGID` do; the server's exit status."""
+        os.killpg(self.pid, signum)
+        try:
+            return self.proc.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the server did not exit within {EXIT_TIMEOUT_S} s of {signum} to its group:\n{self.output()}")
+
+    def error_lines(self):
+        """The ERROR and CRITICAL lines of its log."""
+        return [line for line in self.log_path.read_text().splitlines() if " ERROR " in line or " CRITICAL " in line]
+
     def assert_released(self):
         """After a clean exit: no process of its group, no segment of its pid, no new semaphore."""
         deadline = time.monotonic() + 10

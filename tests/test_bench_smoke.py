@@ -168,3 +168,42 @@ def test_locustfile_reports_jobs_only(monkeypatch):
     assert {entry["name"] for entry in entries} <= QUERY_KINDS
     assert sum(entry["num_requests"] for entry in entries) > 0
     assert sum(entry["num_failures"] for entry in entries) == 0
+
+
+@pytest.mark.slow
+def test_fsync_compares_every_setting(tmp_path):
+    out = tmp_path / "fsync.json"
+    stdout = run_script(
+        BENCH / "fsync.py", "--repeat", "1", "--duration", "1", "--warmup", "0.2", "--idle-wait", "0", "--json", out
+    )
+    medians = results_of(out)["medians"]
+    assert [item["mode"] for item in medians] == ["always", "batch", "off"]
+    assert all(item["errors"] == 0 and item["jobs_per_s"] > 0 for item in medians), medians
+    assert [item["jobs_per_s_vs_off"] for item in medians][-1] == 1.0
+    assert "jobs/s vs off" in stdout
+
+
+@pytest.mark.slow
+def test_soak_samples_every_figure_and_stops_the_server_cleanly(tmp_path):
+    """A short soak: a figure may look like growing in 20 s (the journal before any compaction), so
+    only that may fail it; the load, the samples and the clean stop must all be there."""
+    out = tmp_path / "soak.json"
+    args = ["--minutes", "0.35", "--interval", "2", "--kill-every", "6", "--clients", "2", "--json", out]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "soak.py"), *map(str, args)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_S,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    if done.returncode:
+        last_line = done.stderr.strip().splitlines()[-1]
+        assert all(problem.endswith(" grows") for problem in last_line.split("; ")), done.stderr
+    results = results_of(out)
+    figures = {verdict["figure"] for verdict in results["verdicts"]}
+    assert {"server.rss_mb", "workers.fds", "manager.threads", "journal.mb", "dev_shm.files"} <= figures
+    assert len(results["samples"]) >= 5
+    assert results["counts"]["query"] > 0 and results["counts"]["worker killed"] >= 1, results["counts"]
+    assert results["failures"] == {}, results["failures"]
+    assert "exit code after SIGTERM: 0" in done.stdout
