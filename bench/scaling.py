@@ -15,7 +15,7 @@ server's tree and this client. The exit status is 1 if any server failed to stop
 
     python bench/scaling.py [--sizes 18.6k,106k,500k,5m] [--workers 1,2] [--duration 15] [--repeat 1]
         [--original-sizes 18.6k,500k] [--original-duration 10] [--nowork-sizes 18.6k]
-        [--server-args "--poll-grace-ms 0"] [--json bench/out/scaling.json]
+        [--server-args "--poll-grace-ms 0" [--server-args "--loop asyncio" ...]] [--json bench/out/scaling.json]
 """
 
 from __future__ import annotations
@@ -61,7 +61,12 @@ def config_of(run: dict[str, Any]) -> Config:
 
 def plan(args: argparse.Namespace) -> list[Config]:
     """Every configuration, in order: ours per size and worker count, then the baselines."""
-    configs = [Config("ours", size, workers, args.duration) for size in args.sizes for workers in args.workers]
+    configs = [
+        Config(f"ours {extra}".strip(), size, workers, args.duration)
+        for size in args.sizes
+        for workers in args.workers
+        for extra in args.server_args or [""]
+    ]
     configs += [Config("original", size, args.original_threads, args.original_duration) for size in args.original_sizes]
     configs += [Config("nowork", size, 0, args.duration) for size in args.nowork_sizes]
     return configs
@@ -70,8 +75,8 @@ def plan(args: argparse.Namespace) -> list[Config]:
 def measure(config: Config, args: argparse.Namespace) -> tuple[Server, dict[str, Any]]:
     """Start, load, stop one server; the run's figures."""
     queries = queries_for(config.size)
-    extra = shlex.split(args.server_args) if config.server == "ours" else ()
-    server = Server(config.server, data_file(config.size), config.workers, extra)
+    kind, _, extra = config.server.partition(" ")
+    server = Server(kind, data_file(config.size), config.workers, shlex.split(extra))
     busy = wait_until_idle(args.idle_wait)
     print(f"{config.server} {config.size} workers={config.workers}: starting ...", file=sys.stderr, flush=True)
     with server, OtherWork(server.pid) as other:
@@ -133,14 +138,15 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """ours / baseline for jobs/s, CPU per job, p50 and p99, at each size and worker count both ran."""
-    baselines = {(item["server"], item["size"]): item for item in summary if item["server"] != "ours"}
+    baselines = {(item["server"], item["size"]): item for item in summary if not item["server"].startswith("ours")}
     found = []
     for versus in ("original", "nowork"):
         for item in summary:
             base = baselines.get((versus, item["size"]))
-            if item["server"] == "ours" and base:
+            if item["server"].startswith("ours") and base:
                 found.append(
                     {
+                        "server": item["server"],
                         "size": item["size"],
                         "workers": item["workers"],
                         "versus": versus,
@@ -152,7 +158,7 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def concurrency(server: str, workers: int) -> str:
     """Worker processes for ours, threads for the original, nothing for the no-work server."""
-    return {"ours": str(workers), "original": f"{workers} threads"}.get(server, "-")
+    return {"ours": str(workers), "original": f"{workers} threads"}.get(server.split()[0], "-")
 
 
 def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
@@ -230,7 +236,7 @@ def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: lis
     )
     ratio_rows = [
         [
-            f"ours / {item['versus']}",
+            f"{item['server']} / {item['versus']}",
             item["size"],
             str(item["workers"]),
             fmt(item["jobs_per_s"], 2),
@@ -257,7 +263,11 @@ def main() -> None:
     parser.add_argument("--original-duration", type=float, default=10.0, help="measured seconds for the original")
     parser.add_argument("--original-threads", type=int, default=2, help="the original's worker threads")
     parser.add_argument("--nowork-sizes", type=parse_sizes, default="18.6k", help="'' to skip the no-work server")
-    parser.add_argument("--server-args", default="", help="extra arguments for `python -m server` (ours only)")
+    parser.add_argument(
+        "--server-args",
+        action="append",
+        help="extra arguments for `python -m server` (ours only); given several times, ours runs once with each",
+    )
     parser.add_argument(
         "--idle-wait",
         type=float,
