@@ -48,6 +48,18 @@ def test_sigterm_after_50_jobs_exits_0_and_releases_everything(servers, tmp_path
     server.assert_released()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_either_event_loop_answers_and_exits_0(servers, tmp_path, loop):
+    server = servers(tmp_path / "state", args=("--loop", loop))
+    assert server.get_json("/api/health")["event_loop"] == loop
+    ids = server.submit_all(mixed_queries(20))
+    for job_id in ids:
+        assert json.loads(server.result(job_id))["status"] == "done", job_id
+
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    server.assert_released()
+
+
 def test_sigint_exits_0_and_releases_everything(servers, tmp_path):
     server = servers(tmp_path / "state")
     ids = server.submit_all(mixed_queries(50))
