@@ -30,6 +30,7 @@ class Config:
     max_upload: int = 256 * 2**20
     cache_entries: int = 4096
     cache_mb: int = 64
+    cache_gather_ms: float = 2.0
     loop: str = "uvloop"
 
     @property
@@ -132,6 +133,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--cache-mb", type=positive_int, default=64, help="memory bound of that cache in MiB (default 64)"
     )
     parser.add_argument(
+        "--cache-gather-ms",
+        type=float,
+        default=2.0,
+        help=(
+            "under load, cached answers wait up to this many ms to be journalled together, one ledger"
+            " call for more of them (default 2; 0 journals them at once)"
+        ),
+    )
+    parser.add_argument(
         "--loop",
         choices=LOOPS,
         default="uvloop",
@@ -140,6 +150,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")
+    if not 0 <= args.cache_gather_ms <= 100:
+        parser.error("--cache-gather-ms must be between 0 and 100")
     if not 0 <= args.poll_grace_ms <= 1000:
         parser.error("--poll-grace-ms must be between 0 and 1000")
     if args.results_ttl is not None and args.results_ttl <= 0:
@@ -165,5 +177,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_upload=args.max_upload,
         cache_entries=args.cache_entries,
         cache_mb=args.cache_mb,
+        cache_gather_ms=args.cache_gather_ms,
         loop=args.loop,
     )
