@@ -4,6 +4,11 @@ Each lives in its own shared-memory segment owned by the server. An upload is al
 in the state dir (`datasets/<id>.csv`, listed in `datasets/index.json`) and loaded again at the
 next start. Workers learn of new and removed data sets with each batch (see DatasetSync), so
 adding one needs no round trip to any worker.
+
+Files are read in a short-lived process (`load_apart`): reading a CSV allocates many times the
+cells it reduces to, and a long-lived process keeps what its allocator got (517 MB for a
+5M-row file whose cells take 2.8 MB); the child gives it all back when it exits, and the server
+keeps only the catalog and the cell arrays it is sent.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -18,11 +24,21 @@ import orjson
 from compute.worker import DatasetSync, Published
 from store.cells import Catalog
 from store.dataset import Dataset, load_dataset, load_upload, publish
+from store.manager import process_context
 
 log = logging.getLogger("lestats.datasets")
 
 DEFAULT = "default"
 INDEX = "index.json"
+
+
+async def load_apart(path: Path, name: str, label: str | None = None) -> Dataset:
+    """`load_dataset` in a process of its own, which exits (returning its memory) once done."""
+    loader = ProcessPoolExecutor(max_workers=1, mp_context=process_context())
+    try:
+        return await asyncio.get_running_loop().run_in_executor(loader, load_dataset, path, name, label)
+    finally:
+        await asyncio.to_thread(loader.shutdown)
 
 
 class DatasetRegistry:
@@ -39,7 +55,7 @@ class DatasetRegistry:
         self.catalogs[dataset.catalog.name] = dataset.catalog
 
     async def load_default(self, path: Path) -> Dataset:
-        loaded = await asyncio.to_thread(load_dataset, path, DEFAULT)
+        loaded = await load_apart(path, DEFAULT)
         dataset = publish(loaded, DEFAULT)
         self._register(dataset)
         return dataset
@@ -56,7 +72,7 @@ class DatasetRegistry:
         restored = []
         for name, source in list(self._sources.items()):
             try:
-                loaded = await asyncio.to_thread(load_dataset, self._dir / f"{name}.csv", name, source)
+                loaded = await load_apart(self._dir / f"{name}.csv", name, source)
             except ValueError as error:
                 log.error("uploaded data set %s no longer loads: %s", name, error)
                 continue
