@@ -334,6 +334,18 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group: a
+    server's whole tree (workers, manager, forkserver), since every server runs in its own group."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields and int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def _cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

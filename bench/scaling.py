@@ -3,16 +3,19 @@ design (bench/original.py) and the no-work ceiling (bench/nowork_server.py).
 
 Each run starts a fresh server process, times process start -> first 200 on GET /api/num_jobs
 (start-up: reading the CSV and reducing it to cells, for ours), drives it with bench/load.py's
-closed loop (16 clients by default), then stops it with SIGTERM and checks that it exits 0. With
+closed loop (16 clients by default), then stops it with SIGTERM and checks that it exits 0. CPU per
+job is the CPU time (user + system, from /proc) of the server's whole process group during the
+measured window, divided by the jobs finished in it: what a job costs the server, whatever the
+number of cores it spread over ("cores" is that CPU time over the window's length). With
 --repeat N every configuration runs N times, round-robin (so drift in the machine's load hits all
 alike), and the summary takes the median of each figure over the repeats. The ratios ours /
-original and ours / no-work are taken from those medians at the sizes both ran. "other CPU" is the
-share of the CPUs used during the run by work other than the server's tree and this client. The
-exit status is 1 if any server failed to stop cleanly or any job failed.
+original and ours / no-work (jobs/s, CPU per job, p50, p99) are taken from those medians at the
+sizes both ran. "other CPU" is the share of the CPUs used during the run by work other than the
+server's tree and this client. The exit status is 1 if any server failed to stop cleanly or any job failed.
 
     python bench/scaling.py [--sizes 18.6k,106k,500k,5m] [--workers 1,2] [--duration 15] [--repeat 1]
         [--original-sizes 18.6k,500k] [--original-duration 10] [--nowork-sizes 18.6k]
-        [--server-args "--poll-grace-ms 0"] [--json bench/out/scaling.json]
+        [--server-args "--poll-grace-ms 0" [--server-args "--loop asyncio" ...]] [--json bench/out/scaling.json]
 """
 
 from __future__ import annotations
@@ -25,11 +28,22 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from harness import OtherWork, Server, check_exits, data_file, parse_counts, parse_sizes, queries_for, wait_until_idle
-from load import run_load
+from harness import (
+    OtherWork,
+    Server,
+    check_exits,
+    data_file,
+    group_cpu_s,
+    parse_counts,
+    parse_sizes,
+    queries_for,
+    wait_until_idle,
+)
+from load import Query, run_load
 from report import OUT_DIR, fmt, percent, ratio, table, write_result
 
-FIGURES = ("startup_s", "jobs_per_s", "p50_ms", "p99_ms", "other_cpu_during")
+FIGURES = ("startup_s", "jobs_per_s", "cpu_us_per_job", "server_cores", "p50_ms", "p99_ms", "other_cpu_during")
+COMPARED = ("jobs_per_s", "cpu_us_per_job", "p50_ms", "p99_ms")
 
 
 class Config(NamedTuple):
@@ -47,7 +61,12 @@ def config_of(run: dict[str, Any]) -> Config:
 
 def plan(args: argparse.Namespace) -> list[Config]:
     """Every configuration, in order: ours per size and worker count, then the baselines."""
-    configs = [Config("ours", size, workers, args.duration) for size in args.sizes for workers in args.workers]
+    configs = [
+        Config(f"ours {extra}".strip(), size, workers, args.duration)
+        for size in args.sizes
+        for workers in args.workers
+        for extra in args.server_args or [""]
+    ]
     configs += [Config("original", size, args.original_threads, args.original_duration) for size in args.original_sizes]
     configs += [Config("nowork", size, 0, args.duration) for size in args.nowork_sizes]
     return configs
@@ -56,16 +75,17 @@ def plan(args: argparse.Namespace) -> list[Config]:
 def measure(config: Config, args: argparse.Namespace) -> tuple[Server, dict[str, Any]]:
     """Start, load, stop one server; the run's figures."""
     queries = queries_for(config.size)
-    extra = shlex.split(args.server_args) if config.server == "ours" else ()
-    server = Server(config.server, data_file(config.size), config.workers, extra)
+    kind, _, extra = config.server.partition(" ")
+    server = Server(kind, data_file(config.size), config.workers, shlex.split(extra))
     busy = wait_until_idle(args.idle_wait)
     print(f"{config.server} {config.size} workers={config.workers}: starting ...", file=sys.stderr, flush=True)
     with server, OtherWork(server.pid) as other:
-        report = asyncio.run(
-            run_load(server.url, queries, args.clients, config.duration, args.warmup, args.poll_interval, args.seed)
-        )
+        report, cpu_s = asyncio.run(load_and_cpu(server, queries, config.duration, args))
+    jobs = report["jobs"]
+    cpu_us_per_job = round(cpu_s / jobs * 1e6, 1) if jobs else None
     print(
-        f"  ready in {server.startup_s:.2f} s, {report['jobs_per_s']} jobs/s, exit {server.exit_code}",
+        f"  ready in {server.startup_s:.2f} s, {report['jobs_per_s']} jobs/s, {cpu_us_per_job} us CPU per job,"
+        f" exit {server.exit_code}",
         file=sys.stderr,
         flush=True,
     )
@@ -75,8 +95,28 @@ def measure(config: Config, args: argparse.Namespace) -> tuple[Server, dict[str,
         "exit_code": server.exit_code,
         "cpu_busy_before": busy,
         "other_cpu_during": other.fraction,
+        "cpu_us_per_job": cpu_us_per_job,
+        "server_cores": round(cpu_s / config.duration, 3),
         **report,
     }
+
+
+async def load_and_cpu(
+    server: Server, queries: list[Query], duration: float, args: argparse.Namespace
+) -> tuple[dict[str, Any], float]:
+    """The load run's report, and the CPU seconds the server's whole process group used in its
+    measured window (from /proc, read when the window opens and when it closes)."""
+
+    async def window_cpu() -> float:
+        await asyncio.sleep(args.warmup)
+        before = group_cpu_s(server.pid)
+        await asyncio.sleep(duration)
+        return group_cpu_s(server.pid) - before
+
+    return await asyncio.gather(
+        run_load(server.url, queries, args.clients, duration, args.warmup, args.poll_interval, args.seed),
+        window_cpu(),
+    )
 
 
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,19 +137,20 @@ def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ours / baseline for jobs/s, p50 and p99, at each size and worker count both ran."""
-    baselines = {(item["server"], item["size"]): item for item in summary if item["server"] != "ours"}
+    """ours / baseline for jobs/s, CPU per job, p50 and p99, at each size and worker count both ran."""
+    baselines = {(item["server"], item["size"]): item for item in summary if not item["server"].startswith("ours")}
     found = []
     for versus in ("original", "nowork"):
         for item in summary:
             base = baselines.get((versus, item["size"]))
-            if item["server"] == "ours" and base:
+            if item["server"].startswith("ours") and base:
                 found.append(
                     {
+                        "server": item["server"],
                         "size": item["size"],
                         "workers": item["workers"],
                         "versus": versus,
-                        **{figure: ratio(item[figure], base[figure]) for figure in ("jobs_per_s", "p50_ms", "p99_ms")},
+                        **{figure: ratio(item[figure], base[figure]) for figure in COMPARED},
                     }
                 )
     return found
@@ -117,7 +158,7 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def concurrency(server: str, workers: int) -> str:
     """Worker processes for ours, threads for the original, nothing for the no-work server."""
-    return {"ours": str(workers), "original": f"{workers} threads"}.get(server, "-")
+    return {"ours": str(workers), "original": f"{workers} threads"}.get(server.split()[0], "-")
 
 
 def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
@@ -128,6 +169,8 @@ def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: lis
             concurrency(run["server"], run["workers"]),
             fmt(run["startup_s"], 2),
             fmt(run["jobs_per_s"]),
+            fmt(run["cpu_us_per_job"], 0),
+            fmt(run["server_cores"], 2),
             fmt(run["p50_ms"]),
             fmt(run["p99_ms"]),
             str(run["errors"]),
@@ -137,7 +180,20 @@ def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: lis
         for run in runs
     ]
     runs_table = table(
-        ["server", "size", "workers", "startup s", "jobs/s", "p50 ms", "p99 ms", "errors", "exit", "other CPU"],
+        [
+            "server",
+            "size",
+            "workers",
+            "startup s",
+            "jobs/s",
+            "CPU us/job",
+            "cores",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "exit",
+            "other CPU",
+        ],
         run_rows,
         labels=3,
     )
@@ -150,6 +206,8 @@ def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: lis
             fmt(item["duration"], 0),
             fmt(item["startup_s"], 2),
             fmt(item["jobs_per_s"]),
+            fmt(item["cpu_us_per_job"], 0),
+            fmt(item["server_cores"], 2),
             fmt(item["p50_ms"]),
             fmt(item["p99_ms"]),
             str(item["errors"]),
@@ -166,6 +224,8 @@ def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: lis
             "measured s",
             "startup s",
             "jobs/s",
+            "CPU us/job",
+            "cores",
             "p50 ms",
             "p99 ms",
             "errors",
@@ -176,16 +236,17 @@ def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: lis
     )
     ratio_rows = [
         [
-            f"ours / {item['versus']}",
+            f"{item['server']} / {item['versus']}",
             item["size"],
             str(item["workers"]),
             fmt(item["jobs_per_s"], 2),
+            fmt(item["cpu_us_per_job"], 2),
             fmt(item["p50_ms"], 3),
             fmt(item["p99_ms"], 3),
         ]
         for item in found
     ]
-    ratio_table = table(["ratio", "size", "workers", "jobs/s", "p50", "p99"], ratio_rows, labels=2)
+    ratio_table = table(["ratio", "size", "workers", "jobs/s", "CPU/job", "p50", "p99"], ratio_rows, labels=2)
     return f"every run:\n{runs_table}\n\nmedian over repeats:\n{summary_table}\n\nratios of the medians:\n{ratio_table}"
 
 
@@ -202,7 +263,11 @@ def main() -> None:
     parser.add_argument("--original-duration", type=float, default=10.0, help="measured seconds for the original")
     parser.add_argument("--original-threads", type=int, default=2, help="the original's worker threads")
     parser.add_argument("--nowork-sizes", type=parse_sizes, default="18.6k", help="'' to skip the no-work server")
-    parser.add_argument("--server-args", default="", help="extra arguments for `python -m server` (ours only)")
+    parser.add_argument(
+        "--server-args",
+        action="append",
+        help="extra arguments for `python -m server` (ours only); given several times, ours runs once with each",
+    )
     parser.add_argument(
         "--idle-wait",
         type=float,

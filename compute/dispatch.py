@@ -64,6 +64,7 @@ class Dispatcher:
         self._attempts: dict[int, int] = {}
         self._next_batch = 0
         self._scheduled = False
+        self.closed = False
         self.batches_lost = 0
         self._stream: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._replies = pool.imap_unordered(run_batch, iter(self._stream.get, None))
@@ -159,4 +160,5 @@ class Dispatcher:
 
     def close(self) -> None:
         """End the stream of batches (after the drain)."""
+        self.closed = True
         self._stream.put(None)

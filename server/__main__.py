@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from functools import partial
 
+import uvloop
 from aiohttp import web
 
 from server.app import create_app
@@ -14,9 +16,15 @@ from store.csvfile import DataFileError
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    loop = uvloop.new_event_loop() if config.loop == "uvloop" else asyncio.new_event_loop()
     try:
         web.run_app(
-            create_app(config), host=config.host, port=config.port, access_log=None, print=partial(print, flush=True)
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            access_log=None,
+            print=partial(print, flush=True),
+            loop=loop,
         )
     except DataFileError as error:
         print(f"cannot start: {error}", file=sys.stderr)

@@ -106,7 +106,12 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
             raise OSError(failure)
 
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.keep_mb * 2**20, config.results_ttl_s))
-    answers = Answers(AnswerCache(config.cache_entries, config.cache_mb * 2**20), lambda: host.ledger, jobs.finish)
+    answers = Answers(
+        AnswerCache(config.cache_entries, config.cache_mb * 2**20),
+        lambda: host.ledger,
+        jobs.finish,
+        config.cache_gather_ms / 1000,
+    )
     dispatcher = Dispatcher(
         pool, config.workers, asyncio.get_running_loop(), jobs.finish, registry.describe, answers.learn
     )

@@ -11,6 +11,7 @@ from store.ledger import FSYNC_MODES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
+LOOPS = ("uvloop", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Config:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     fsync: str = "batch"
+    cache_gather_ms: float = 2.0
+    loop: str = "uvloop"
 
     @property
     def log_path(self) -> Path:
@@ -158,9 +161,26 @@ def parse_args(argv: list[str] | None = None) -> Config:
             " off (in the kernel's cache: survives the server being killed, not a power cut)"
         ),
     )
+    parser.add_argument(
+        "--cache-gather-ms",
+        type=float,
+        default=2.0,
+        help=(
+            "under load, cached answers wait up to this many ms to be journalled together, one ledger"
+            " call for more of them (default 2; 0 journals them at once)"
+        ),
+    )
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="uvloop",
+        help="event loop: uvloop (default; about a fifth less CPU per request) or the standard asyncio loop",
+    )
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")
+    if not 0 <= args.cache_gather_ms <= 100:
+        parser.error("--cache-gather-ms must be between 0 and 100")
     if not 0 <= args.poll_grace_ms <= 1000:
         parser.error("--poll-grace-ms must be between 0 and 1000")
     if not (0 < args.header_timeout <= 3600 and 0 < args.body_timeout <= 3600):
@@ -191,4 +211,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
         fsync=args.fsync,
+        cache_gather_ms=args.cache_gather_ms,
+        loop=args.loop,
     )

@@ -10,6 +10,10 @@ the next n): an id names one file for ever, so nothing keyed by it (a worker's m
 reply, a client's notes) can ever meet another file's numbers. The index is rewritten whole, one
 writer at a time, through a uniquely named temporary file that is synced before it replaces the
 old one, and it lists only uploads that were accepted and whose file is already on disk.
+Files are read in a short-lived process (`load_apart`): reading a CSV allocates many times the
+cells it reduces to, and a long-lived process keeps what its allocator got (517 MB for a
+5M-row file whose cells take 2.8 MB); the child gives it all back when it exits, and the server
+keeps only the catalog and the cell arrays it is sent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import re
 import tempfile
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ import orjson
 from compute.worker import DatasetSync, Published
 from store.cells import Catalog
 from store.dataset import Dataset, load_dataset, load_upload, publish
+from store.manager import process_context
 
 log = logging.getLogger("lestats.datasets")
 
@@ -63,6 +69,15 @@ def write_durably(path: Path, content: bytes) -> None:
         os.close(directory)
 
 
+async def load_apart(path: Path, name: str, label: str | None = None) -> Dataset:
+    """`load_dataset` in a process of its own, which exits (returning its memory) once done."""
+    loader = ProcessPoolExecutor(max_workers=1, mp_context=process_context())
+    try:
+        return await asyncio.get_running_loop().run_in_executor(loader, load_dataset, path, name, label)
+    finally:
+        await asyncio.to_thread(loader.shutdown)
+
+
 class DatasetRegistry:
     """Every loaded data set by id; touched from the event loop, loading done in threads."""
 
@@ -86,7 +101,7 @@ class DatasetRegistry:
         self._live = frozenset(segment for dataset in self.datasets.values() if (segment := dataset.layout_segment))
 
     async def load_default(self, path: Path) -> Dataset:
-        loaded = await asyncio.to_thread(load_dataset, path, DEFAULT)
+        loaded = await load_apart(path, DEFAULT)
         dataset = await asyncio.to_thread(publish, loaded, DEFAULT)
         self._register(dataset)
         return dataset
@@ -121,7 +136,7 @@ class DatasetRegistry:
         restored = []
         for name, source in sources.items():
             try:
-                loaded = await asyncio.to_thread(load_dataset, self._dir / f"{name}.csv", name, source)
+                loaded = await load_apart(self._dir / f"{name}.csv", name, source)
                 dataset = await asyncio.to_thread(publish, loaded, name)
             except (ValueError, OSError) as error:
                 log.error("uploaded data set %s no longer loads: %s", name, error)

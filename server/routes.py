@@ -84,7 +84,7 @@ async def get_results(request: web.Request) -> web.Response:
     except BadRequest as error:
         return error_response(400, str(error))
     job_id = parse_job_id(request.match_info["job_id"]) or 0
-    if wait_s:
+    if wait_s and job_id in service.jobs.running:  # a finished job is answered without an await
         await service.jobs.wait(job_id, wait_s)
     status, reply = service.jobs.lookup(job_id)
     return json_bytes(reply, status)

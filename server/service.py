@@ -83,6 +83,7 @@ class Service:
                 for name, dataset in self.registry.datasets.items()
             },
             "uptime_s": round(asyncio.get_running_loop().time() - self.started, 3),
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
         }
 
 

@@ -27,7 +27,7 @@ async def supervise(service: Service, workers: int, interval_s: float = 0.05) ->
         await asyncio.sleep(interval_s)
         if not service.ledger_host.alive():
             await restart_ledger(service, workers)
-        elif broken := watch.check():
+        elif not service.dispatcher.closed and (broken := watch.check()):  # a closing pool's threads end
             log.error("%s; replacing the pool", broken)
             await replace_pool(service, workers)
         else:

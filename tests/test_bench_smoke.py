@@ -8,6 +8,7 @@ with our engine alone, and the tests that need Flask or locust skip when it is n
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -88,11 +89,21 @@ def test_scaling_ours_and_nowork(tmp_path):
     )
     results = results_of(out)
     assert [(run["server"], run["exit_code"], run["errors"]) for run in results["runs"]] == [
-        ("ours", 0, 0),
+        ("ours --poll-grace-ms 0", 0, 0),
         ("nowork", 0, 0),
     ]
-    assert all(run["jobs"] > 0 and run["startup_s"] > 0 for run in results["runs"])
+    assert all(run["jobs"] > 0 and run["startup_s"] > 0 and run["cpu_us_per_job"] > 0 for run in results["runs"])
     assert [item["versus"] for item in results["ratios"]] == ["nowork"]
+    assert results["ratios"][0]["cpu_us_per_job"] > 0
+
+
+def test_profile_names_where_the_cpu_went(tmp_path):
+    if shutil.which("py-spy") is None:
+        pytest.skip("py-spy is a bench-only dependency (bench/requirements.txt) and is not installed")
+    out = tmp_path / "profile"
+    text = run_script(BENCH / "profile.py", "--clients", "4", "--duration", "2", "--out", out)
+    assert "aiohttp parse/protocol" in text and "route handlers" in text, text
+    assert out.with_suffix(".raw.txt").stat().st_size > 0
 
 
 def test_scaling_original(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA_DIR
 
+from server.datasets import load_apart
 from store.csvfile import REQUIRED, DataFileError, parse_bytes, read_columns
 from store.dataset import load_dataset
 
@@ -480,3 +481,23 @@ def test_a_missing_file_and_a_directory_are_refused_naming_them(tmp_path):
     for path in (tmp_path / "absent.csv", tmp_path):
         message = refusal(path)
         assert str(path) in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading in a process of its own (the server's start-up and restored uploads)
+
+
+async def test_a_file_loaded_apart_is_the_file_loaded_here():
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample.csv"
+    here, apart = load_dataset(sample), await load_apart(sample, "default")
+    assert apart.catalog == here.catalog
+    assert apart.arrays.keys() == here.arrays.keys()
+    for name, array in here.arrays.items():
+        assert np.array_equal(apart.arrays[name], array, equal_nan=array.dtype.kind == "f"), name
+
+
+async def test_a_file_refused_apart_is_refused_with_the_same_message(tmp_path):
+    path = write(tmp_path, f"{FIVE}\nabc,Total,{OBESITY},Total,Ohio\n", name="bad-apart.csv")
+    with pytest.raises(DataFileError) as refused:
+        await load_apart(path, "default")
+    assert str(refused.value) == refusal(path)

@@ -8,6 +8,7 @@ of it when the test ends, passed or failed.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -46,6 +47,38 @@ def test_sigterm_after_50_jobs_exits_0_and_releases_everything(servers, tmp_path
 
     assert server.stop(signal.SIGTERM) == 0, server.output()
     server.assert_released()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_either_event_loop_answers_and_exits_0(servers, tmp_path, loop):
+    server = servers(tmp_path / "state", args=("--loop", loop))
+    assert server.get_json("/api/health")["event_loop"] == loop
+    ids = server.submit_all(mixed_queries(20))
+    for job_id in ids:
+        assert json.loads(server.result(job_id))["status"] == "done", job_id
+
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    server.assert_released()
+
+
+CALL_LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO lestats\.http: "
+
+
+def test_every_call_is_logged_on_entry_with_its_body_and_on_exit_with_its_status(servers, tmp_path):
+    server = servers(tmp_path / "state")
+    job_id = server.submit("states_mean", {"question": OBESITY})
+    server.result(job_id)
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+
+    lines = server.log_path.read_text().splitlines()
+    body = json.dumps({"question": OBESITY})
+    for expected in (
+        f"enter POST /api/states_mean b'{body}'",
+        "exit POST /api/states_mean 200",
+        f"enter GET /api/get_results/{job_id} ",
+        f"exit GET /api/get_results/{job_id} 200",
+    ):
+        assert any(re.fullmatch(CALL_LINE + re.escape(expected), line) for line in lines), (expected, lines[-8:])
 
 
 def test_sigint_exits_0_and_releases_everything(servers, tmp_path):
