@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compute.queries import KERNELS, NEEDS_STATE
+from compute.queries import KERNELS, MAY_TAKE_STATE, NEEDS_STATE
 from store.cells import Catalog
 
 
@@ -68,12 +68,13 @@ def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
         },
     }
     required = ["question"]
-    if kind in NEEDS_STATE:
+    if kind in NEEDS_STATE or kind in MAY_TAKE_STATE:
         properties["state"] = {
             "type": "string",
             "enum": _names(catalogs, "states"),
-            "description": "a LocationDesc of the data set",
+            "description": "a LocationDesc of the data set" + ("" if kind in NEEDS_STATE else "; optional"),
         }
+    if kind in NEEDS_STATE:
         required.append("state")
     return {
         "required": True,
