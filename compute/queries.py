@@ -228,6 +228,7 @@ KERNELS: dict[str, Kernel] = {
 }
 
 NEEDS_STATE = frozenset({"state_mean", "state_diff_from_mean", "state_mean_by_category"})
+EXTENSIONS = frozenset({"trend"})  # not in the original API: other engines need not answer them
 MAY_TAKE_STATE = frozenset({"trend"})
 NEEDS_DIRECTION = frozenset({"best5", "worst5"})
 NEEDS_YEARS = frozenset({"trend"})
