@@ -799,6 +799,11 @@ def test_a_copied_link_reproduces_the_view_and_back_and_forward_work(server, pag
     assert page.page.input_value("#query") == "best5"
     assert len(page.table_rows()) == 5
 
+    # A link to a data set the server no longer holds says so, and runs nothing.
+    stale = page_factory(path=link.removeprefix(server.base).replace("dataset=default", "dataset=upload999"))
+    assert "no data set “upload999”" in stale.page.inner_text("#submit-error")
+    assert stale.page.get_attribute("#job-status", "data-phase") == "refused"
+
 
 def test_exports_are_the_table_the_chart_and_the_job(server, page_factory):
     page = page_factory()
