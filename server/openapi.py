@@ -72,10 +72,15 @@ def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
         properties["state"] = {
             "type": "string",
             "enum": _names(catalogs, "states"),
-            "description": "a LocationDesc of the data set" + ("" if kind in NEEDS_STATE else "; optional"),
+            "description": "a LocationDesc of the data set",
         }
     if kind in NEEDS_STATE:
         required.append("state")
+    elif kind in MAY_TAKE_STATE:
+        # null is "no state"; OpenAPI 3.0 wants it in the enum too, not only `nullable`.
+        properties["state"].update(
+            nullable=True, enum=[*properties["state"]["enum"], None], description="optional: a LocationDesc"
+        )
     return {
         "required": True,
         "content": {"application/json": {"schema": {"type": "object", "required": required, "properties": properties}}},
