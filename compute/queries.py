@@ -1,4 +1,4 @@
-"""The nine queries as vectorised NumPy functions of a data set's cell arrays.
+"""The nine queries (and the `trend` extension) as vectorised NumPy functions of a data set's cell arrays.
 
 Each kernel takes one question's contiguous slice of cells (optionally narrowed by years), groups it
 with `np.unique` + `np.bincount`, and builds the result dict in the order API.md fixes. Orders use a
@@ -9,7 +9,7 @@ the original's `sorted(..., reverse=...)` over alphabetically grouped states.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -63,19 +63,24 @@ class Cells:
     stratum: np.ndarray
     sums: np.ndarray
     counts: np.ndarray
+    year_start: np.ndarray
+    year_end: np.ndarray
+
+    def where(self, keep: np.ndarray) -> Cells:
+        """The cells where `keep` is true."""
+        return Cells(*(getattr(self, field.name)[keep] for field in fields(self)))
 
 
 def select(dataset: Dataset, question: int, years: tuple[int, int] | None) -> Cells:
     arrays = dataset.arrays
     start, stop = arrays["question_start"][question : question + 2]
     part = slice(int(start), int(stop))
-    cells = Cells(arrays["state"][part], arrays["stratum"][part], arrays["sum"][part], arrays["count"][part])
+    cells = Cells(*(arrays[name][part] for name in ("state", "stratum", "sum", "count", "year_start", "year_end")))
     if years is None:
         return cells
     first, last = years
-    year_start, year_end = arrays["year_start"][part], arrays["year_end"][part]
-    keep = (year_start != NO_YEAR) & (year_start >= first) & (year_end <= last)
-    return Cells(cells.state[keep], cells.stratum[keep], cells.sums[keep], cells.counts[keep])
+    keep = (cells.year_start != NO_YEAR) & (cells.year_start >= first) & (cells.year_end <= last)
+    return cells.where(keep)
 
 
 def group_means(keys: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +114,7 @@ def one_state(cells: Cells, state: int) -> Cells:
     mine = cells.state == state
     if not mine.any():
         raise LookupError("no value for that state and question")
-    return Cells(cells.state[mine], cells.stratum[mine], cells.sums[mine], cells.counts[mine])
+    return cells.where(mine)
 
 
 def lower_is_better(dataset: Dataset, question: int) -> bool:
@@ -182,6 +187,28 @@ def state_mean_by_category(dataset: Dataset, query: Query) -> dict:
     return {dataset.catalog.states[query.state]: dict(zip(names, means.tolist(), strict=True))}
 
 
+def trend(dataset: Dataset, query: Query) -> dict[str, float]:
+    """{year: mean} per survey year, in year order: one state's series, or every row's without a state.
+
+    A cell is keyed by its YearStart, or "<start>-<end>" when its rows span several years (a YearEnd
+    that is empty or equal to YearStart spans none); cells with no YearStart belong to no year and are
+    left out. A state with no cell in the years asked gets an empty series, not an error.
+    """
+    cells = select(dataset, query.question, query.years)
+    if query.state >= 0:
+        cells = cells.where(cells.state == query.state)
+    cells = cells.where(cells.year_start != NO_YEAR)
+    start = cells.year_start.astype(np.int64)
+    end = cells.year_end.astype(np.int64)
+    end = np.where(end == NO_YEAR, start, end)
+    spans, cell_span = np.unique(start * 10_000 + end, return_inverse=True)
+    sums = np.bincount(cell_span, weights=cells.sums, minlength=len(spans))
+    counts = np.bincount(cell_span, weights=cells.counts, minlength=len(spans))
+    first, last = np.divmod(spans, 10_000)
+    keys = [str(a) if a == b else f"{a}-{b}" for a, b in zip(first.tolist(), last.tolist(), strict=True)]
+    return dict(zip(keys, (sums / counts).tolist(), strict=True))
+
+
 Kernel = Callable[[Dataset, Query], dict]
 
 KERNELS: dict[str, Kernel] = {
@@ -196,11 +223,15 @@ KERNELS: dict[str, Kernel] = {
         state_diff_from_mean,
         mean_by_category,
         state_mean_by_category,
+        trend,
     )
 }
 
 NEEDS_STATE = frozenset({"state_mean", "state_diff_from_mean", "state_mean_by_category"})
+EXTENSIONS = frozenset({"trend"})  # not in the original API: other engines need not answer them
+MAY_TAKE_STATE = frozenset({"trend"})
 NEEDS_DIRECTION = frozenset({"best5", "worst5"})
+NEEDS_YEARS = frozenset({"trend"})
 
 
 def answer(dataset: Dataset, query: Query) -> dict:

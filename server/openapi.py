@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from compute.queries import KERNELS, NEEDS_STATE
+from compute.queries import KERNELS, MAY_TAKE_STATE, NEEDS_STATE
 from store.cells import Catalog
 
 MAX_ENUM = 1000
@@ -80,9 +80,16 @@ def _query_body(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
         "dataset": _one_of(set(catalogs), "extension: a data set id; default the start-up one"),
     }
     required = ["question"]
-    if kind in NEEDS_STATE:
+    if kind in NEEDS_STATE or kind in MAY_TAKE_STATE:
         properties["state"] = _names(catalogs, "states", "a LocationDesc of the data set")
+    if kind in NEEDS_STATE:
         required.append("state")
+    elif kind in MAY_TAKE_STATE:
+        # null is "no state"; OpenAPI 3.0 wants it in the enum too, not only `nullable`.
+        state = properties["state"]
+        state.update(nullable=True, description=f"optional: {state['description']}")
+        if "enum" in state:
+            state["enum"] = [*state["enum"], None]
     return {
         "required": True,
         "content": {"application/json": {"schema": {"type": "object", "required": required, "properties": properties}}},

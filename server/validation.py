@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from compute.queries import KNOWN_DIRECTION, NEEDS_DIRECTION, NEEDS_STATE, Query
+from compute.queries import KNOWN_DIRECTION, MAY_TAKE_STATE, NEEDS_DIRECTION, NEEDS_STATE, NEEDS_YEARS, Query
 from server.middleware import quoted
 from store.cells import Catalog
 
@@ -71,8 +71,10 @@ def parse_query(kind: str, body: bytes, catalogs: Mapping[str, Catalog]) -> Quer
         raise BadRequest(f"unknown question: {quoted(question)}")
     if kind in NEEDS_DIRECTION and question not in KNOWN_DIRECTION:
         raise BadRequest(f"which direction is better is not known for the question {question!r}")
+    if kind in NEEDS_YEARS and catalog.year_range is None:
+        raise BadRequest(f"the data set {catalog.name!r} has no YearStart/YearEnd columns: it has no {kind}")
     state_code = -1
-    if kind in NEEDS_STATE:
+    if kind in NEEDS_STATE or (kind in MAY_TAKE_STATE and fields.get("state") is not None):
         state = text_field(fields, "state")
         state_code = catalog.state_codes.get(state, -1)
         if state_code < 0:

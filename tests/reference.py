@@ -1,4 +1,4 @@
-"""A plain-Python reference implementation of the 9 queries of API.md.
+"""A plain-Python reference implementation of the 9 queries of API.md and the `trend` extension.
 
 Deliberately simple and row-by-row (csv module only, no numpy) so that it is obviously right; the
 tests hold the vectorised kernels (compute.queries.run_query) to it.  Speed is not a goal.
@@ -62,7 +62,8 @@ def load_rows(path):
     """Read a CDC CSV into a list of dicts holding the five required columns.
 
     Columns are found by header name; a UTF-8 BOM and CRLF line ends are tolerated.
-    `Data_Value` becomes a float, or None when the field is empty.
+    `Data_Value` becomes a float, or None when the field is empty. `YearStart` and `YearEnd` are kept
+    as an int, or None when the field (or the column) is empty.
     """
     rows = []
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -80,9 +81,16 @@ def load_rows(path):
                     "Data_Value": float(text) if text != "" else None,
                     "StratificationCategory1": record["StratificationCategory1"],
                     "Stratification1": record["Stratification1"],
+                    "YearStart": _year(record.get("YearStart")),
+                    "YearEnd": _year(record.get("YearEnd")),
                 }
             )
     return rows
+
+
+def _year(text):
+    text = (text or "").strip()
+    return int(float(text)) if text else None
 
 
 def _mean(values):
@@ -191,4 +199,24 @@ def reference(rows, name, question, state=None):
             inner[str((category, segment))] = _mean(groups[key])
         return {state: inner}
 
+    if name == "trend":
+        return _trend(rows, question, state)
+
     raise ValueError(f"unknown query {name!r}")
+
+
+def _trend(rows, question, state):
+    """{year: mean} in year order. A row is in the year of its YearStart, or in "<start>-<end>" when
+    its YearEnd is another year; a row without a YearStart is in no year."""
+    groups = {}
+    for row in rows:
+        if row["Question"] != question or row["Data_Value"] is None or row["YearStart"] is None:
+            continue
+        if state is not None and row["LocationDesc"] != state:
+            continue
+        start = row["YearStart"]
+        end = row["YearEnd"] if row["YearEnd"] is not None else start
+        groups.setdefault((start, end), []).append(row["Data_Value"])
+    return {
+        (str(start) if start == end else f"{start}-{end}"): _mean(groups[(start, end)]) for start, end in sorted(groups)
+    }

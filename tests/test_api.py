@@ -722,3 +722,56 @@ async def test_an_upload_is_kept_across_a_restart_and_can_be_removed(make_client
     assert (await client.delete(f"/api/datasets/{uploaded}")).status == 200
     await expect_error(await client.post("/api/states_mean", json=body), 400)
     assert (await client.delete(f"/api/datasets/{uploaded}")).status == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# The trend extension: the same validation, job semantics and "dataset" field as every other query
+
+
+async def test_trend_national_and_per_state_match_the_reference(client):
+    rows = load_rows(SAMPLE)
+    national = await run_query(client, "trend", {"question": OBESITY})
+    assert national and list(national) == sorted(national)
+    assert_matches(national, reference(rows, "trend", OBESITY))
+    ohio = await run_query(client, "trend", {"question": OBESITY, "state": "Ohio", "dataset": "default"})
+    assert_matches(ohio, reference(rows, "trend", OBESITY, "Ohio"))
+    narrowed = await run_query(client, "trend", {"question": OBESITY, "years": [2015, 2017]})
+    assert narrowed == {year: mean for year, mean in national.items() if 2015 <= int(year[:4]) <= 2017}
+    assert await run_query(client, "trend", {"question": OBESITY, "state": None}) == national
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"state": "Ohio"},
+        {"question": OBESITY, "state": "Atlantis"},
+        {"question": OBESITY, "state": 7},
+        {"question": OBESITY, "years": [2017, 2015]},
+        {"question": OBESITY, "dataset": "nope"},
+    ],
+)
+async def test_a_bad_trend_body_is_400(client, body):
+    await expect_error(await client.post("/api/trend", json=body), 400)
+    await still_serves(client)
+
+
+async def test_a_state_without_a_value_is_400_naming_the_pair(make_client, gappy_csv):
+    client = await make_client(data=gappy_csv)
+    for state in ("Iowa", "Texas"):
+        reason = await expect_error(await client.post("/api/trend", json={"question": MUSCLE, "state": state}), 400)
+        assert state in reason and MUSCLE in reason, reason
+    assert await run_query(client, "trend", {"question": MUSCLE}) == {"2015": 40.0, "2017": 45.0}
+    # The state has values, none in the years asked: an empty series, not an error.
+    assert await run_query(client, "trend", {"question": MUSCLE, "state": "Utah", "years": [2015, 2016]}) == {}
+
+
+async def test_a_data_set_without_year_columns_has_no_trend(make_client, tmp_path):
+    data = write_csv(
+        tmp_path / "no-years.csv",
+        [("Ohio", OBESITY, "30.0", "Total", "Total")],
+        header=("LocationDesc", "Question", "Data_Value", "StratificationCategory1", "Stratification1"),
+    )
+    client = await make_client(data=data)
+    reason = await expect_error(await client.post("/api/trend", json={"question": OBESITY}), 400)
+    assert "YearStart" in reason
+    assert await run_query(client, "states_mean", {"question": OBESITY}) == {"Ohio": 30.0}

@@ -6,12 +6,19 @@ What the page shows is checked against what the API itself answers over HTTP: th
 compared with the result of the very job the page ran, fetched with GET /api/get_results. Errors
 must appear as the API's reason text next to the field at fault.
 
+Every view is also checked by axe-core (tests/vendor/, a test-only file, run inside the page): no
+serious or critical violation.
+
 Needs /usr/bin/chromium (Debian's `chromium`) and the `playwright` Python package; .ci/setup.sh
-installs both (never `playwright install`). Screenshots go to tests/artifacts/ (git-ignored).
+installs both (never `playwright install`). Screenshots go to tests/artifacts/ (git-ignored), and one
+per view to docs/screenshots/ (committed, shown in the README).
 """
 
 import ast
 import contextlib
+import csv
+import io
+import itertools
 import json
 import os
 import signal
@@ -30,6 +37,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE_ROWS = SHARED_DATA_DIR / "assignment-sample-rows.csv"
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+AXE = PROJECT_ROOT / "tests" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -126,10 +135,9 @@ class Api:
         return {entry["dataset"]: entry for entry in reply["datasets"]}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def running_server(state_dir, env=None):
     """`python -m server` on a free port of 127.0.0.1, ready; SIGTERM at the end, killed if it lingers."""
-    state_dir = tmp_path_factory.mktemp("browser-state")
     port = free_port()
     with open(state_dir.parent / f"server-{port}.out", "w+") as log:
         process = subprocess.Popen(
@@ -137,6 +145,7 @@ def server(tmp_path_factory):
             cwd=PROJECT_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
             start_new_session=True,  # the server and its workers form one process group
         )
         try:
@@ -168,6 +177,12 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("browser-state")) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
 def sample_rows():
     if not SAMPLE_ROWS.exists():
         pytest.skip(f"{SAMPLE_ROWS} is absent (the shared real-data directory beside the project)")
@@ -190,6 +205,12 @@ def artifacts():
     return ARTIFACTS
 
 
+@pytest.fixture(scope="module")
+def screenshots():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
 # ---------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +219,8 @@ def artifacts():
 class Page:
     """One page of the site in its own browser context, failing on any script error."""
 
-    def __init__(self, browser, api, width=1280, height=900):
-        self.context = browser.new_context(viewport={"width": width, "height": height})
+    def __init__(self, browser, api, width=1280, height=900, path="/"):
+        self.context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
         self.context.set_default_timeout(UI_TIMEOUT_MS)
         self.page = self.context.new_page()
         self.problems = []
@@ -218,7 +239,7 @@ class Page:
             lambda response: response.status >= 500 and self.problems.append(f"{response.status}: {response.url}"),
         )
         self.page.on("requestfailed", lambda request: self.problems.append(f"request failed: {request.url}"))
-        self.page.goto(api.base + "/")
+        self.page.goto(api.base + path)
         self.page.wait_for_selector("body[data-ready]")
 
     def close(self):
@@ -239,6 +260,10 @@ class Page:
             self.page.select_option("#state", state)
         before = self.page.get_attribute("#job-status", "data-job-id")
         self.page.click("#submit")
+        return self.wait_done(before)
+
+    def wait_done(self, before=None):
+        """Wait for a job other than `before` to finish; returns the job id the page shows."""
         self.page.wait_for_function(
             """(before) => { const box = document.getElementById('job-status');
                  return ['done', 'error'].includes(box.dataset.phase)
@@ -276,13 +301,44 @@ class Page:
     def screenshot(self, path):
         self.page.screenshot(path=str(path), full_page=True)
 
+    def view_screenshot(self, path, height=900, selector=".results"):
+        """One part of the page (the results panel), at most `height` pixels of it: a small picture."""
+        box = self.page.evaluate(
+            """(selector) => { const r = document.querySelector(selector).getBoundingClientRect();
+                 return { x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height }; }""",
+            selector,
+        )
+        box["height"] = min(box["height"], height)
+        self.page.screenshot(path=str(path), full_page=True, clip=box)
+
+    def check_axe(self, where):
+        """axe-core over the whole page as it is now: no serious or critical violation."""
+        if not self.page.evaluate("() => Boolean(window.axe)"):
+            self.page.add_script_tag(path=str(AXE))
+        checked = self.page.evaluate(
+            """async () => { const result = await axe.run(document);
+                 return { passes: result.passes.length,
+                          violations: result.violations.filter(v => ['serious', 'critical'].includes(v.impact))
+                            .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) })) }; }"""
+        )
+        assert checked["passes"] > 10, f"axe checked almost nothing on {where}: {checked}"
+        assert not checked["violations"], f"axe on {where}: {json.dumps(checked['violations'], indent=1)}"
+
+    def download(self, selector):
+        """Click `selector`, which downloads a file; returns (suggested name, bytes)."""
+        with self.page.expect_download() as info:
+            self.page.click(selector)
+        download = info.value
+        return download.suggested_filename, Path(download.path()).read_bytes()
+
 
 @pytest.fixture
 def page_factory(browser, server):
     pages = []
 
-    def make(width=1280, height=900):
-        page = Page(browser, server, width, height)
+    def make(width=1280, height=900, path="/", api=server):
+        page = Page(browser, api, width, height, path)
         pages.append(page)
         return page
 
@@ -370,9 +426,10 @@ def test_upload_then_states_mean_and_mean_by_category(server, page_factory, samp
         assert row["cells"][:3] == list(ast.literal_eval(key))
         assert row["value"] == value
         assert_number_cell(row["cells"][3], value)
+    # One bar per key (in each category, segments in their natural order: checked below).
     bars = page.bars()
-    assert [bar["key"] for bar in bars] == list(data)
-    assert [bar["value"] for bar in bars] == list(data.values())
+    assert sorted(bar["key"] for bar in bars) == sorted(data)
+    assert all(bar["value"] == data[bar["key"]] for bar in bars)
     states = list(dict.fromkeys(ast.literal_eval(key)[0] for key in data))
     panels = page.page.eval_on_selector_all("#result .chart-panel", "ps => ps.map(p => p.dataset.state)")
     assert panels == states
@@ -382,8 +439,14 @@ def test_upload_then_states_mean_and_mean_by_category(server, page_factory, samp
     page.screenshot(artifacts / "browser-mean_by_category-desktop.png")
 
 
-def test_state_query_without_a_state_shows_the_reason_next_to_the_state(server, page_factory, artifacts):
+def test_state_query_without_a_state_is_refused_by_the_form_and_clears_the_result(
+    server, page_factory, artifacts, screenshots
+):
     page = page_factory()
+    page.run("states_mean", OBESITY)
+    assert page.page.locator("#result table").count() == 1
+    posts = []
+    page.page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
     page.select_dataset("default")
     page.page.select_option("#question", OBESITY)
     page.page.select_option("#query", "state_mean")
@@ -392,9 +455,9 @@ def test_state_query_without_a_state_shows_the_reason_next_to_the_state(server, 
     page.page.click("#submit")
     error = page.page.locator("#state-field .field-error")
     error.wait_for(state="visible")
-    status, reply = server.call("POST", "/api/state_mean", {"question": OBESITY, "dataset": "default"})
-    assert status == 400
-    assert error.inner_text() == reply["reason"]
+    assert posts == [], "the form checks for a state itself: nothing goes to the server"
+    assert "needs a state" in error.inner_text()
+    assert page.page.inner_text("#result") == "", "the previous result must not stay on show"
     assert page.page.get_attribute("#state", "aria-invalid") == "true"
     assert "state-error" in page.page.get_attribute("#state", "aria-describedby")
     assert page.page.evaluate("document.activeElement.id") == "state"
@@ -402,6 +465,8 @@ def test_state_query_without_a_state_shows_the_reason_next_to_the_state(server, 
     for other in ("#question-error", "#years-error", "#submit-error", "#dataset-error"):
         assert page.page.is_hidden(other)
     page.screenshot(artifacts / "browser-state-error-desktop.png")
+    page.check_axe("a state query refused by the form")
+    page.view_screenshot(screenshots / "error.png", selector=".layout")
 
     # Picking a state clears the error; the query then runs.
     page.page.select_option("#state", "Ohio")
@@ -418,8 +483,8 @@ def test_bad_years_show_the_reason_next_to_the_years(server, page_factory):
     years = server.datasets()["default"]["years"]
     if not years or years[0] == years[1]:
         pytest.skip("the start-up data set has no range of years to invert")
-    page.page.select_option("#question", OBESITY)
-    page.page.select_option("#query", "states_mean")
+    page.run("states_mean", OBESITY)
+    assert page.page.locator("#result table").count() == 1
     page.page.select_option("#year-from", str(years[1]))
     page.page.select_option("#year-to", str(years[0]))
     page.page.click("#submit")
@@ -427,6 +492,7 @@ def test_bad_years_show_the_reason_next_to_the_years(server, page_factory):
     error.wait_for(state="visible")
     status, reply = server.call("POST", "/api/states_mean", {"question": OBESITY, "years": [years[1], years[0]]})
     assert status == 400 and error.inner_text() == reply["reason"]
+    assert page.page.inner_text("#result") == ""
 
 
 def test_bad_csv_upload_shows_the_reason_next_to_the_file(server, page_factory, tmp_path):
@@ -478,8 +544,8 @@ def test_keyboard_only(server, page_factory):
     for control in ("dataset", "file", "upload-button", "question", "query", "year-from", "year-to", "submit"):
         assert control in seen, (control, seen)
     page.page.focus("#query")
-    page.page.keyboard.press("End")  # the last query: global_mean
-    assert page.page.input_value("#query") == "global_mean"
+    page.page.keyboard.press("End")  # the last query: trend, the national series without a state
+    assert page.page.input_value("#query") == "trend"
     page.page.focus("#submit")
     before = page.page.get_attribute("#job-status", "data-job-id")
     page.page.keyboard.press("Enter")
@@ -490,7 +556,7 @@ def test_keyboard_only(server, page_factory):
     )
     job_id = page.page.get_attribute("#job-status", "data-job-id")
     question = page.page.input_value("#question")
-    assert server.result(job_id) == server.query("global_mean", {"question": question})
+    assert server.result(job_id) == server.query("trend", {"question": question})
 
 
 def test_phone_width(server, page_factory, artifacts):
@@ -584,3 +650,321 @@ def test_years_filter_is_sent_and_an_empty_result_is_said(server, page_factory):
         page.run("states_mean", fruit)
         assert "empty" in page.page.inner_text("#result .empty")
         assert page.page.locator("#result svg rect.bar").count() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13: the map, the trend, links, exports, the walk-through fixes, axe on every view
+# ---------------------------------------------------------------------------------------------
+
+MAPPED = 51  # us-atlas's states-albers-10m: the 50 states and DC
+
+
+def luminance(colour):
+    """Relative luminance (WCAG) of "#rrggbb"."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def map_shapes(page):
+    page.page.wait_for_selector("#result svg.map path.state")
+    return page.page.eval_on_selector_all(
+        "#result svg.map path.state",
+        """ps => ps.map(p => ({
+              state: p.dataset.state,
+              value: p.dataset.value === undefined ? null : Number(p.dataset.value),
+              fill: p.getAttribute('fill'),
+              mark: p.dataset.mark || '',
+              label: p.getAttribute('aria-label') }))""",
+    )
+
+
+@pytest.mark.parametrize("kind", ["states_mean", "diff_from_mean", "best5"])
+def test_the_map_has_a_shape_per_state_filled_in_value_order(server, page_factory, screenshots, kind):
+    page = page_factory()
+    job_id = page.run(kind, OBESITY)
+    data = server.result(job_id)
+    shapes = map_shapes(page)
+    assert len(shapes) == MAPPED and len({shape["state"] for shape in shapes}) == MAPPED
+    valued = [shape for shape in shapes if shape["value"] is not None]
+    assert {shape["state"]: shape["value"] for shape in valued} == {
+        state: value for state, value in data.items() if state in {shape["state"] for shape in shapes}
+    }
+    # A larger value is never a lighter fill.
+    by_value = sorted(valued, key=lambda shape: shape["value"])
+    shades = [luminance(shape["fill"]) for shape in by_value]
+    assert all(a >= b for a, b in itertools.pairwise(shades)), [(x["state"], x["fill"]) for x in by_value]
+    assert luminance(by_value[0]["fill"]) > luminance(by_value[-1]["fill"])
+    # Best and worst are marked on the map as on the bars.
+    bars = {bar["key"]: bar["cls"].split() for bar in page.bars()}
+    for shape in valued:
+        for mark in ("best", "worst"):
+            assert (shape["mark"] == mark) == (mark in bars[shape["state"]]), (shape, bars[shape["state"]])
+    # Locations without a shape are listed beside the map, with their value.
+    outside = page.page.eval_on_selector_all(
+        "#result .map-outside li", "ls => ls.map(l => [l.dataset.state, Number(l.dataset.value)])"
+    )
+    mapped = {shape["state"] for shape in shapes}
+    assert dict(outside) == {state: value for state, value in data.items() if state not in mapped}
+    if kind == "states_mean":
+        assert {"Guam", "Puerto Rico", "National"} <= dict(outside).keys()
+    # The legend's classes cover every value; hover and keyboard focus read a state out.
+    assert page.page.locator("#result .map-legend li").count() >= 5
+    state = by_value[-1]["state"]
+    page.page.hover(f'#result svg.map path.state[data-state="{state}"]')
+    assert page.page.inner_text("#result .map-readout").startswith(f"{state}: ")
+    page.page.focus(f'#result svg.map path.state[data-state="{by_value[0]["state"]}"]')
+    readout = page.page.inner_text("#result .map-readout")
+    assert readout.startswith(f"{by_value[0]['state']}: ")
+    assert_number_cell(readout.split(": ")[1].split()[0], by_value[0]["value"])
+    page.check_axe(f"the {kind} view")
+    if kind == "states_mean":
+        page.view_screenshot(screenshots / "states_mean-map.png", height=1000)
+
+
+def test_state_mean_has_the_map_for_context(server, page_factory, screenshots):
+    page = page_factory()
+    job_id = page.run("state_mean", OBESITY, "Ohio")
+    assert list(server.result(job_id)) == ["Ohio"]
+    shapes = {shape["state"]: shape for shape in map_shapes(page)}
+    every = server.query("states_mean", {"question": OBESITY, "dataset": "default"})
+    assert shapes["Ohio"]["mark"] == "chosen"
+    assert all(shapes[state]["value"] == value for state, value in every.items() if state in shapes)
+    page.check_axe("the state_mean view")
+    page.view_screenshot(screenshots / "state_mean.png")
+
+
+def test_trend_points_are_the_api_reply(server, page_factory, screenshots):
+    page = page_factory()
+    job_id = page.run("trend", OBESITY, "Ohio")
+    data = server.result(job_id)
+    assert data and list(data) == sorted(data)
+
+    def points(series):
+        return [
+            tuple(point)
+            for point in page.page.eval_on_selector_all(
+                f'#result svg.trend g.series[data-series="{series}"] circle.point',
+                "cs => cs.map(c => [c.dataset.key, Number(c.dataset.value)])",
+            )
+        ]
+
+    assert points("Ohio") == list(data.items())
+    national = server.query("trend", {"question": OBESITY, "dataset": "default"})
+    assert points("National mean (all rows)") == list(national.items())
+    # The x axis runs in year order: each series' points go left to right.
+    xs = page.page.eval_on_selector_all(
+        "#result svg.trend g.series >> nth=0 >> circle.point", "cs => cs.map(c => Number(c.getAttribute('cx')))"
+    )
+    assert xs == sorted(xs)
+    assert [row["key"] for row in page.table_rows()] == list(national)
+    page.check_axe("the trend view")
+    page.view_screenshot(screenshots / "trend.png")
+
+    # Without a state: the national series alone.
+    job_id = page.run("trend", OBESITY, "")
+    assert points("National mean (all rows)") == list(server.result(job_id).items()) == list(national.items())
+
+
+def test_a_copied_link_reproduces_the_view_and_back_and_forward_work(server, page_factory):
+    years = server.datasets()["default"]["years"]
+    page = page_factory()
+    page.page.select_option("#year-from", str(years[0] + 1))
+    page.page.select_option("#year-to", str(years[1] - 1))
+    job_id = page.run("trend", OBESITY, "Ohio")
+    link = page.page.url
+    assert "query=trend" in link and "state=Ohio" in link and f"from={years[0] + 1}" in link
+    shown = page.table_rows()
+    assert [row["key"] for row in shown] == list(server.result(job_id))
+
+    other = page_factory(path=link.removeprefix(server.base))
+    other_id = other.wait_done()
+    assert other_id != job_id
+    assert server.result(other_id) == server.result(job_id)
+    assert other.table_rows() == shown
+    for field in ("#dataset", "#question", "#query", "#state", "#year-from", "#year-to"):
+        assert other.page.input_value(field) == page.page.input_value(field), field
+
+    # Back: the previous view's form and result; forward: this one again.
+    first = page.run("states_mean", OBESITY)
+    page.run("best5", OBESITY)
+    page.page.go_back()
+    back_id = page.wait_done(first)
+    assert page.page.input_value("#query") == "states_mean"
+    assert [row["key"] for row in page.table_rows()] == list(server.result(first))
+    page.page.go_forward()
+    page.wait_done(back_id)
+    assert page.page.input_value("#query") == "best5"
+    assert len(page.table_rows()) == 5
+
+    # A link to a data set the server no longer holds says so, and runs nothing.
+    stale = page_factory(path=link.removeprefix(server.base).replace("dataset=default", "dataset=upload999"))
+    assert "no data set “upload999”" in stale.page.inner_text("#submit-error")
+    assert stale.page.get_attribute("#job-status", "data-phase") == "refused"
+
+
+def test_exports_are_the_table_the_chart_and_the_job(server, page_factory):
+    page = page_factory()
+    job_id = page.run("diff_from_mean", OBESITY)
+    name, body = page.download("#export-csv")
+    assert name.endswith(".csv")
+    exported = list(csv.reader(io.StringIO(body.decode())))
+    header = page.page.eval_on_selector_all("#result table thead th", "ths => ths.map(th => th.textContent)")
+    rows = page.table_rows()
+    assert exported[0] == header
+    assert len(exported) == len(rows) + 1
+    for line, row in zip(exported[1:], rows, strict=True):
+        assert line[0] == row["cells"][0] and float(line[1]) == row["value"] and line[2] == row["cells"][2]
+    data = server.result(job_id)
+    assert [line[0] for line in exported[1:]] == list(data)
+
+    name, body = page.download("#export-chart-svg")
+    assert name.endswith(".svg") and body.startswith(b"<?xml")
+    assert body.count(b"<rect") >= len(data) and b"fill:" in body
+    name, body = page.download("#export-map-png")
+    assert name.endswith(".png") and body.startswith(b"\x89PNG\r\n\x1a\n") and len(body) > 5000
+    href = page.page.get_attribute("#export-json", "href")
+    assert server.call("GET", href) == (200, {"status": "done", "data": data})
+
+
+def test_run_button_stays_in_view_at_1280x900(server, page_factory):
+    page = page_factory(1280, 900)
+    for kind in ("states_mean", "trend", "state_mean"):
+        page.page.select_option("#query", kind)
+        box = page.page.locator("#submit").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 900, (kind, box)
+        covering = page.page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y)?.id",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+        )
+        assert covering == "submit", kind
+
+
+def test_mean_by_category_panels_axis_labels_and_colours(server, page_factory, sample_rows, screenshots):
+    page = page_factory()
+    job_id = page.run("mean_by_category", OBESITY)
+    states = list(dict.fromkeys(ast.literal_eval(key)[0] for key in server.result(job_id)))
+    # A few panels, a counter saying how many more exist, a button that shows them all; no scroll box.
+    visible = page.page.locator("#result .chart-panel:visible")
+    assert 0 < visible.count() < len(states)
+    assert page.page.inner_text("#panel-count") == f"Showing {visible.count()} of {len(states)} states."
+    assert page.page.evaluate("getComputedStyle(document.querySelector('#result .panels')).overflowY") == "visible"
+    page.check_axe("the mean_by_category view")
+    page.view_screenshot(screenshots / "mean_by_category.png")
+    page.page.click("#show-all-panels")
+    assert visible.count() == len(states)
+    assert page.page.inner_text("#panel-count") == f"Showing {len(states)} of {len(states)} states."
+
+    # The axis ends at the largest value: its bar spans the plot.
+    widest_bar = page.page.evaluate(
+        """() => { const svg = document.querySelector('#result .chart-panel svg');
+                   const all = [...document.querySelectorAll('#result .chart-panel svg rect.bar')];
+                   const top = all.reduce((a, b) => Number(b.dataset.value) > Number(a.dataset.value) ? b : a);
+                   return [Number(top.getAttribute('width')), Number(svg.dataset.plotWidth)]; }"""
+    )
+    assert abs(widest_bar[0] - widest_bar[1]) < 1, widest_bar
+    # A label cut to fit has its whole text as its tooltip.
+    page.page.set_viewport_size({"width": 700, "height": 900})
+    page.page.wait_for_timeout(400)  # the redraw after a resize is debounced
+    cut = page.page.eval_on_selector_all(
+        "#result svg text[data-full]",
+        "ts => ts.map(t => [t.textContent, t.querySelector('title').textContent, t.dataset.full])",
+    )
+    for text, title, full in cut:
+        assert text.startswith(title[: len(text.rstrip("…")) - 1]) and title == full and text.endswith("…")
+
+    # Income bands in their natural order.
+    segments = page.page.eval_on_selector_all(
+        "#result .chart-panel >> nth=0 >> rect.bar", "rs => rs.map(r => r.getAttribute('aria-label'))"
+    )
+    income = [label.split(", ", 1)[1].rsplit(":", 1)[0] for label in segments if label.startswith("Income, ")]
+    if "Less than $15,000" in income:
+        assert income[0] == "Less than $15,000", income
+    money = [segment for segment in income if segment.startswith("$")]
+    assert money == sorted(money, key=lambda text: int(text[1:].split()[0].replace(",", ""))), income
+
+    # Each category keeps its colour in another data set.
+    def colours():
+        return dict(
+            page.page.eval_on_selector_all(
+                "#result svg .row",
+                """gs => gs.map(g => [g.querySelector('rect').getAttribute('aria-label').split(',')[0],
+                                       [...g.classList].find(c => c.startsWith('colour-'))])""",
+            )
+        )
+
+    default = colours()
+    uploaded_dataset(page, sample_rows)
+    page.run("mean_by_category", OBESITY)
+    other = colours()
+    shared = default.keys() & other.keys()
+    assert shared and all(default[category] == other[category] for category in shared)
+
+
+def test_the_legend_names_the_years_of_the_national_mean(server, page_factory):
+    years = server.datasets()["default"]["years"]
+    page = page_factory()
+    page.page.select_option("#year-from", str(years[0]))
+    page.page.select_option("#year-to", str(years[0] + 2))
+    page.run("states_mean", OBESITY)
+    legend = page.page.inner_text("#result .chart-figure figcaption .legend")
+    assert f"national mean, rows of {years[0]}–{years[0] + 2}" in legend and "all rows" not in legend
+    page.page.select_option("#year-from", "")
+    page.page.select_option("#year-to", "")
+    page.run("states_mean", OBESITY)
+    assert "national mean, all rows" in page.page.inner_text("#result .chart-figure figcaption .legend")
+
+
+def test_a_long_file_name_is_shown_whole(server, page_factory, sample_rows, tmp_path):
+    long_name = "brfss-nutrition-physical-activity-obesity-2011-2022-all-states-and-territories.csv"
+    copy = tmp_path / long_name
+    copy.write_bytes(sample_rows.read_bytes())
+    page = page_factory()
+    dataset_id = uploaded_dataset(page, copy)
+    name = page.page.locator("#dataset-info .file-name")
+    assert name.inner_text() == long_name
+    assert name.evaluate(
+        """n => n.scrollWidth <= n.clientWidth + 1
+              && n.getBoundingClientRect().right <= document.querySelector('.controls').getBoundingClientRect().right"""
+    )
+    option = page.page.locator(f'#dataset option[value="{dataset_id}"]')
+    assert long_name in option.get_attribute("title")
+    text = option.inner_text()
+    assert text.startswith(f"{dataset_id}: brfss") and text.endswith(long_name[-14:])
+
+
+def test_a_remote_analyst_uploads_with_the_admin_token(browser, sample_rows, tmp_path, page_factory):
+    token = uuid.uuid4().hex
+    with running_server(tmp_path / "state", {"LESTATS_ADMIN_TOKEN": token}) as guarded:
+        page = page_factory(api=guarded)
+        assert not page.page.is_visible("#admin-token")  # folded away until needed
+        page.upload(sample_rows)
+        error = page.page.locator("#file-field .field-error")
+        error.wait_for(state="visible")
+        assert "Bearer" in error.inner_text()
+        assert page.page.is_visible("#admin-token")  # a 403 opens it
+        page.page.fill("#admin-token", token)
+        sent = []
+        page.page.on(
+            "request", lambda request: request.method == "POST" and sent.append(request.headers.get("authorization"))
+        )
+        dataset_id = uploaded_dataset(page, sample_rows)
+        assert sent == [f"Bearer {token}"]
+        assert dataset_id in guarded.datasets()
+        assert page.page.evaluate("sessionStorage.getItem('lestats-admin-token')") == token
+        assert page.page.evaluate("localStorage.length") == 0 and page.page.evaluate("document.cookie") == ""
+        # Queries never carry it.
+        sent.clear()
+        page.run("states_mean", OBESITY)
+        assert sent and not any(sent)
+        page.check_axe("the upload form with the admin token")
+
+
+def test_axe_on_the_empty_page_and_at_phone_width(server, page_factory):
+    page_factory().check_axe("the page as it opens")
+    phone = page_factory(width=375, height=812)
+    phone.run("trend", OBESITY, "Ohio")
+    phone.check_axe("the trend view at phone width")
+    phone.run("states_mean", OBESITY)
+    map_shapes(phone)
+    phone.check_axe("the states_mean view at phone width")

@@ -144,10 +144,25 @@ def _check_all(loaded, name):
     return problems
 
 
-@pytest.mark.parametrize("name", QUERY_NAMES)
+def _check_trend(loaded):
+    problems = []
+    for question in loaded.questions:
+        rows = loaded.by_question[question]
+        for state in [None, *loaded.states_with_value[question]]:
+            where = f"trend question={question!r} state={state!r}"
+            problems += compare(
+                run_query(loaded.dataset, "trend", question, state),
+                reference(rows, "trend", question, state),
+                0.0,
+                where,
+            )
+    return problems
+
+
+@pytest.mark.parametrize("name", [*QUERY_NAMES, "trend"])
 def test_kernel_matches_reference(loaded, name):
     assert loaded.questions, f"{loaded.path} holds no question with a value"
-    problems = _check_all(loaded, name)
+    problems = _check_trend(loaded) if name == "trend" else _check_all(loaded, name)
     shown = "\n".join(problems[:MAX_REPORTED])
     more = f"\n... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
     assert not problems, f"{len(problems)} mismatch(es) in {loaded.path.name}:\n{shown}{more}"
@@ -235,3 +250,35 @@ def test_edge_file_matches_reference(edge_file, name):
                 run_query(dataset, name, question, state), reference(rows, name, question, state), abs_tol, where
             )
     assert not problems, "\n".join(problems)
+
+
+TREND_ROWS = [
+    ["2011", "2011", "Ohio", OBESITY, "30.0", "", "Total", "Total"],
+    ["2011", "", "Ohio", OBESITY, "32.0", "", "Sex", "Male"],  # no YearEnd: the year of its YearStart
+    ["2013", "2013", "Ohio", OBESITY, "", "", "Total", "Total"],  # no value: no 2013 for Ohio
+    ["2011", "2012", "Ohio", OBESITY, "25.0", "", "Total", "Total"],  # spans two years
+    ["", "", "Ohio", OBESITY, "99.0", "", "Total", "Total"],  # no YearStart: in no year
+    ["2009", "2009", "Iowa", OBESITY, "20.0", "", "Total", "Total"],
+    ["2013", "2013", "Iowa", OBESITY, "21.0", "", "Total", "Total"],
+    ["2012", "2012", "Iowa", MUSCLE, "50.0", "", "Total", "Total"],
+]
+
+
+def test_trend_keys_years_and_spans_in_year_order(tmp_path):
+    path = tmp_path / "trend.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([EDGE_HEADER, *TREND_ROWS])
+    rows = load_rows(path)
+    want_national = {"2009": 20.0, "2011": 31.0, "2011-2012": 25.0, "2013": 21.0}
+    assert reference(rows, "trend", OBESITY) == want_national
+    assert list(reference(rows, "trend", OBESITY)) == list(want_national)
+    assert reference(rows, "trend", OBESITY, "Ohio") == {"2011": 31.0, "2011-2012": 25.0}
+    dataset = load_dataset(path)
+    try:
+        for state in (None, "Ohio", "Iowa"):
+            want = reference(rows, "trend", OBESITY, state)
+            assert not compare(run_query(dataset, "trend", OBESITY, state), want, 0.0, f"trend {state}")
+        assert run_query(dataset, "trend", OBESITY, "Iowa", years=(2010, 2012)) == {}
+        assert list(run_query(dataset, "trend", OBESITY, years=(2011, 2012))) == ["2011", "2011-2012"]
+    finally:
+        dataset.close()

@@ -217,6 +217,8 @@ def test_load_bom_crlf_quoted_commas_any_column_order(tmp_path):
             "Data_Value": 34.8,
             "StratificationCategory1": "Income",
             "Stratification1": "$15,000 - $24,999",
+            "YearStart": None,
+            "YearEnd": None,
         },
         {
             "LocationDesc": "Alabama",
@@ -224,6 +226,8 @@ def test_load_bom_crlf_quoted_commas_any_column_order(tmp_path):
             "Data_Value": None,
             "StratificationCategory1": "Total",
             "Stratification1": "Total",
+            "YearStart": None,
+            "YearEnd": None,
         },
     ]
     assert reference(rows, "mean_by_category", OBESITY) == {"('Alabama', 'Income', '$15,000 - $24,999')": 34.8}
