@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,6 +43,8 @@ HIGHER_IS_BETTER = frozenset(
 )
 
 KNOWN_DIRECTION = LOWER_IS_BETTER | HIGHER_IS_BETTER
+
+Result = dict[str, Any]  # a query's `data`: names to means (or to such a dict, by state)
 
 
 class Query(NamedTuple):
@@ -126,48 +128,48 @@ def lower_is_better(dataset: Dataset, question: int) -> bool:
     raise LookupError("which direction is better is not known for this question")
 
 
-def states_mean(dataset: Dataset, query: Query) -> dict:
+def states_mean(dataset: Dataset, query: Query) -> Result:
     codes, means = state_means(select(dataset, query.question, query.years))
     return ordered(dataset, codes, means, descending=False)
 
 
-def state_mean(dataset: Dataset, query: Query) -> dict:
+def state_mean(dataset: Dataset, query: Query) -> Result:
     cells = one_state(select(dataset, query.question, query.years), query.state)
     return {dataset.catalog.states[query.state]: global_mean_of(cells)}
 
 
-def best5(dataset: Dataset, query: Query) -> dict:
+def best5(dataset: Dataset, query: Query) -> Result:
     codes, means = state_means(select(dataset, query.question, query.years))
     best_first = ordered(dataset, codes, means, descending=not lower_is_better(dataset, query.question))
     return dict(list(best_first.items())[:5])
 
 
-def worst5(dataset: Dataset, query: Query) -> dict:
+def worst5(dataset: Dataset, query: Query) -> Result:
     codes, means = state_means(select(dataset, query.question, query.years))
     worst_first = ordered(dataset, codes, means, descending=lower_is_better(dataset, query.question))
     return dict(list(worst_first.items())[:5])
 
 
-def global_mean(dataset: Dataset, query: Query) -> dict:
+def global_mean(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     if not cells.counts.any():
         raise LookupError("no value for that question")
     return {"global_mean": global_mean_of(cells)}
 
 
-def diff_from_mean(dataset: Dataset, query: Query) -> dict:
+def diff_from_mean(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     codes, means = state_means(cells)
     return ordered(dataset, codes, global_mean_of(cells) - means, descending=True)
 
 
-def state_diff_from_mean(dataset: Dataset, query: Query) -> dict:
+def state_diff_from_mean(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     mine = one_state(cells, query.state)
     return {dataset.catalog.states[query.state]: global_mean_of(cells) - global_mean_of(mine)}
 
 
-def mean_by_category(dataset: Dataset, query: Query) -> dict:
+def mean_by_category(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     stratified = cells.stratum != NO_STRATUM
     strata = len(dataset.catalog.strata)
@@ -178,7 +180,7 @@ def mean_by_category(dataset: Dataset, query: Query) -> dict:
     return dict(zip(names, means.tolist(), strict=True))
 
 
-def state_mean_by_category(dataset: Dataset, query: Query) -> dict:
+def state_mean_by_category(dataset: Dataset, query: Query) -> Result:
     cells = one_state(select(dataset, query.question, query.years), query.state)
     stratified = cells.stratum != NO_STRATUM
     codes, means = group_means(cells.stratum[stratified], cells.sums[stratified], cells.counts[stratified])
@@ -209,7 +211,7 @@ def trend(dataset: Dataset, query: Query) -> dict[str, float]:
     return dict(zip(keys, (sums / counts).tolist(), strict=True))
 
 
-Kernel = Callable[[Dataset, Query], dict]
+Kernel = Callable[[Dataset, Query], Result]
 
 KERNELS: dict[str, Kernel] = {
     kernel.__name__: kernel
@@ -234,7 +236,7 @@ NEEDS_DIRECTION = frozenset({"best5", "worst5"})
 NEEDS_YEARS = frozenset({"trend"})
 
 
-def answer(dataset: Dataset, query: Query) -> dict:
+def answer(dataset: Dataset, query: Query) -> Result:
     """The `data` of a finished job; LookupError where the data set has no answer."""
     return KERNELS[query.kind](dataset, query)
 
@@ -245,7 +247,7 @@ def run_query(
     question: str,
     state: str | None = None,
     years: tuple[int, int] | None = None,
-) -> dict:
+) -> Result:
     """The same by names, for tests and scripts; KeyError for a name the data set lacks."""
     catalog = dataset.catalog
     state_code = catalog.state_codes[state] if state is not None else -1

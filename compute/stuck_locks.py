@@ -17,8 +17,9 @@ e.g. on a forkserver killed at that moment).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from multiprocessing.pool import Pool
 from typing import Any
+
+from compute.pool import QuietPool
 
 
 @dataclass
@@ -34,12 +35,12 @@ class BrokenPoolWatch:
     """Call `worker_died()` on each death and `check()` periodically: it says why the pool is
     broken, or None."""
 
-    pool: Pool
+    pool: QuietPool
     patience: int = 4
     _watched: dict[str, _Watched] = field(init=False)
 
     def __post_init__(self) -> None:
-        inqueue, outqueue = self.pool._inqueue, self.pool._outqueue  # type: ignore[attr-defined]
+        inqueue, outqueue = self.pool._inqueue, self.pool._outqueue
         self._watched = {
             "task queue read lock": _Watched(inqueue._rlock, inqueue._reader),
             "result queue write lock": _Watched(outqueue._wlock),
@@ -51,9 +52,9 @@ class BrokenPoolWatch:
             watched.held_checks = 0
 
     def check(self) -> str | None:
-        if not self.pool._result_handler.is_alive():  # type: ignore[attr-defined]
+        if not self.pool._result_handler.is_alive():
             return "the pool's result thread died (a torn result from a killed worker)"
-        if not self.pool._worker_handler.is_alive():  # type: ignore[attr-defined]
+        if not self.pool._worker_handler.is_alive():
             return "the pool's worker-maintenance thread died (it could not start a worker)"
         for name, watched in self._watched.items():
             if not watched.suspect:

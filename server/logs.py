@@ -17,6 +17,9 @@ from pathlib import Path
 LOGGER_NAME = "lestats"
 CALLS_LOGGER = "lestats.http"
 STOP = None  # what QueueListener.stop() puts on the queue
+# A record, or a call line as (time, message, args) for the listener to write, or STOP.
+CallItem = logging.LogRecord | tuple[float, str, tuple[object, ...]] | None
+CallQueue = queue.SimpleQueue[CallItem]
 FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
 
 
@@ -81,20 +84,20 @@ class BatchingQueueListener(QueueListener):
 
     pause_s = 0.05
 
-    def __init__(self, records: queue.SimpleQueue, file: BatchedRotatingFileHandler) -> None:
+    def __init__(self, records: CallQueue, file: BatchedRotatingFileHandler) -> None:
         super().__init__(records, file, respect_handler_level=True)
         self.records = records
         self.file = file
 
     def _monitor(self) -> None:
         while True:
-            record = self.dequeue(True)
+            record: CallItem = self.dequeue(True)
             batch = [record]
             while record is not STOP and not self.records.empty():
                 record = self.dequeue(False)
                 batch.append(record)
             for item in batch:
-                if type(item) is tuple:
+                if isinstance(item, tuple):
                     self.file.write_call(*item)
                 elif item is not STOP:
                     self.handle(item)
@@ -125,7 +128,7 @@ class CallLog:
     """
 
     def __init__(self) -> None:
-        self.records: queue.SimpleQueue = queue.SimpleQueue()
+        self.records: CallQueue = queue.SimpleQueue()
         self._put = self.records.put
 
     def line(self, message: str, *args: object) -> None:
@@ -145,7 +148,7 @@ def start_logging(path: Path, calls: CallLog, max_bytes: int = 20 * 2**20, backu
     Records skip what nobody reads (the caller's file and line, thread and process names), as the
     logging HOWTO's "Optimization" section describes: each request logs twice.
     """
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from multiprocessing.pool import Pool
 from typing import Any
 
 from aiohttp import web
 
 from compute.dispatch import Dispatcher
+from compute.pool import QuietPool
 from server.answers import Answers
 from server.datasets import DatasetRegistry
 from server.jobs import JobTable
@@ -23,14 +23,14 @@ class Service:
     jobs: JobTable
     answers: Answers
     dispatcher: Dispatcher
-    pool: Pool
+    pool: QuietPool
     ledger_host: LedgerHost
     max_queued: int
     poll_grace_s: float = 0.0
     draining: bool = False
     unavailable: str | None = None
     issued_recorded: int = 0
-    retired_pools: list[Pool] = field(default_factory=list)
+    retired_pools: list[QuietPool] = field(default_factory=list)
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     @property
@@ -44,7 +44,7 @@ class Service:
     def worker_pids(self) -> list[int]:
         """The pool's processes. Pool keeps them in `_pool` (no public accessor) and its own
         thread swaps a dead one for a new one within milliseconds; `list()` copies atomically."""
-        return sorted(process.pid for process in list(self.pool._pool))  # type: ignore[attr-defined]
+        return sorted(pid for process in list(self.pool._pool) if (pid := process.pid) is not None)
 
     async def health(self) -> dict[str, Any]:
         try:

@@ -6,10 +6,9 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from multiprocessing.pool import Pool
 
 from compute.dispatch import Dispatcher
-from compute.pool import start_pool
+from compute.pool import QuietPool, start_pool
 from compute.stuck_locks import BrokenPoolWatch
 from server.service import Service
 
@@ -72,11 +71,11 @@ async def replace_pool(service: Service, workers: int) -> None:
     threading.Thread(target=dispose, args=(old_pool,), name="dispose-pool", daemon=True).start()
 
 
-def dispose(pool: Pool) -> None:
+def dispose(pool: QuietPool) -> None:
     """Stop a pool that may be wedged: terminate() first stops it from starting new workers, but
     may then wait forever on a lock a dead worker held; once its workers are killed nobody else
     uses its queues, so the locks can be released for it."""
-    workers = list(pool._pool)  # type: ignore[attr-defined]
+    workers = list(pool._pool)
     stopper = threading.Thread(target=pool.terminate, name="terminate-pool", daemon=True)
     stopper.start()
     stopper.join(timeout=1.0)
@@ -84,7 +83,7 @@ def dispose(pool: Pool) -> None:
         return
     for worker in workers:
         worker.kill()
-    for lock in (pool._inqueue._rlock, pool._outqueue._wlock):  # type: ignore[attr-defined]
+    for lock in (pool._inqueue._rlock, pool._outqueue._wlock):
         if lock._semlock._get_value() == 0:
             lock.release()
     stopper.join(timeout=5.0)
@@ -138,12 +137,12 @@ async def record_issued(service: Service, interval_s: float = 0.02) -> None:
         service.issued_recorded = issued
 
 
-def forget_retired(pools: list[Pool]) -> None:
+def forget_retired(pools: list[QuietPool]) -> None:
     """At the final stop: make sure no worker of a replaced pool lives on, and drop the pools'
     exit-time terminate() (a replaced pool's could wait forever on a lock a dead worker held,
     hanging the exit after an otherwise clean stop)."""
     for pool in pools:
-        for worker in list(pool._pool):  # type: ignore[attr-defined]
+        for worker in list(pool._pool):
             if worker.is_alive():
                 worker.kill()
-        pool._terminate.cancel()  # type: ignore[attr-defined]
+        pool._terminate.cancel()

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +49,8 @@ _UNDECODED = re.compile("[\udc80-\udcff]")
 _BLOCK_BYTES = 4 << 20
 _LF, _CR = ord("\n"), ord("\r")
 
-Opener = Callable[[], IO[bytes]]
+Stream = io.BufferedReader | io.BytesIO  # what openers return: a file or the bytes of an upload
+Opener = Callable[[], Stream]
 
 
 class DataFileError(ValueError):
@@ -190,11 +190,11 @@ def _count_lines(opener: Opener) -> int:
         while size := stream.readinto(block):
             data = np.frombuffer(block, dtype=np.uint8, count=size)
             lf = data == _LF
-            lines += np.count_nonzero(lf)
+            lines += int(np.count_nonzero(lf))
             if block.find(b"\r", 0, size) >= 0:
                 cr = data == _CR
-                crlf = np.count_nonzero(cr[:-1] & lf[1:]) + (last == _CR and data[0] == _LF)
-                lines += np.count_nonzero(cr) - crlf
+                crlf = int(np.count_nonzero(cr[:-1] & lf[1:])) + (last == _CR and data[0] == _LF)
+                lines += int(np.count_nonzero(cr)) - crlf
             last = data[-1]
     return int(lines) + (last not in (_LF, _CR))
 
@@ -277,10 +277,11 @@ def _years(
         value = text[int(indices[row])].as_py()
         raise DataFileError(f"{label}: line {line_of(row)}, column {column}: {value!r} is not a year")
     year[empty] = NO_YEAR
-    return year.astype(np.int16).take(indices)
+    years: np.ndarray = year.astype(np.int16).take(indices)
+    return years
 
 
-def _records(stream: IO[bytes], label: str) -> Iterator[tuple[int, list[str]]]:
+def _records(stream: Stream, label: str) -> Iterator[tuple[int, list[str]]]:
     """Every record with the line it starts on, skipping blank lines as pyarrow does.
 
     A byte that is not UTF-8 becomes a lone surrogate instead of stopping the scan, so that the

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -199,7 +200,7 @@ class Ledger:
 
         return self._logged(write)
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "journal": str(self._path),

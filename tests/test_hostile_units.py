@@ -110,15 +110,22 @@ def test_openapi_enums_are_bounded(tmp_path):
 
 
 async def test_a_burst_of_one_error_is_one_line_and_a_count(caplog):
-    bursts = BurstLog(logging.getLogger("lestats.test-bursts"), window_s=0.05)
-    with caplog.at_level(logging.ERROR, logger="lestats.test-bursts"):
-        for _ in range(500):
-            bursts.error("kind", "something went wrong")
-        bursts.error("other", "something else")
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if len(caplog.records) >= 3:
-                break
+    # The handler goes on the logger itself: an earlier in-process server may have stopped the
+    # service's loggers from propagating to the root, where caplog listens by default.
+    logger = logging.getLogger("lestats.test-bursts")
+    logger.addHandler(caplog.handler)
+    bursts = BurstLog(logger, window_s=0.05)
+    try:
+        with caplog.at_level(logging.ERROR, logger="lestats.test-bursts"):
+            for _ in range(500):
+                bursts.error("kind", "something went wrong")
+            bursts.error("other", "something else")
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if len(caplog.records) >= 3:
+                    break
+    finally:
+        logger.removeHandler(caplog.handler)
     messages = [record.getMessage() for record in caplog.records]
     assert messages[:2] == ["something went wrong", "something else"]
     assert messages[2:] == ["kind: 499 more in the last 0.05 s"]
