@@ -202,7 +202,7 @@ class DatasetRegistry:
         }
         return DatasetSync(self._live, layouts)
 
-    def summary(self, name: str) -> dict:
+    def summary(self, name: str) -> dict[str, Any]:
         catalog = self.catalogs[name]
         return {
             "dataset": name,

@@ -112,7 +112,9 @@ def _query_path(kind: str, catalogs: dict[str, Catalog]) -> dict[str, Any]:
     }
 
 
-def _get(operation: str, summary: str, responses: dict[str, Any], parameters: list | None = None) -> dict[str, Any]:
+def _get(
+    operation: str, summary: str, responses: dict[str, Any], parameters: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"operationId": operation, "summary": summary, "responses": responses}
     if parameters:
         spec["parameters"] = parameters
