@@ -74,8 +74,8 @@ async def replace_pool(service: Service, workers: int) -> None:
 
 
 def retire(pool: Pool, retired: list[Pool]) -> None:
-    """Dispose of a replaced pool, then let go of it: its queues' semaphores (files in /dev/shm),
-    pipes and threads are freed with it, so replacing pools for hours leaks nothing."""
+    """Dispose of a replaced pool, then stop holding it (see "Not done" in docs/notes-issue10.md:
+    something else still does, with its queues' semaphores and pipes)."""
     dispose(pool)
     retired.remove(pool)
 
@@ -95,9 +95,14 @@ def dispose(pool: Pool, graceful: bool = False) -> None:
     if not stopper.is_alive():
         return
     # Also the workers it started since (terminate() has stopped it from starting more): one of
-    # them would take a lock released here and hold it while waiting for work.
-    for worker in [*workers, *pool._pool]:  # type: ignore[attr-defined]
+    # them would take a lock released here and hold it while waiting for work. They must be dead
+    # before the release: a dying waiter can take the release's one wake-up to its grave, and
+    # terminate() would sleep on a free lock for ever.
+    doomed = [*workers, *pool._pool]  # type: ignore[attr-defined]
+    for worker in doomed:
         worker.kill()
+    for worker in doomed:
+        worker.join(timeout=1.0)
     for lock in (pool._inqueue._rlock, pool._outqueue._wlock):  # type: ignore[attr-defined]
         if lock._semlock._get_value() == 0:
             lock.release()
