@@ -22,6 +22,7 @@ a ledger again, then go out anew (`resend_parked`, or `take_unfinished` into a n
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import queue
 import threading
 from collections import deque
@@ -34,6 +35,7 @@ from compute.worker import UNSAVED, Batch, DatasetSync, Reply, error_reply, run_
 Deliver = Callable[[list[Reply]], None]
 Learn = Callable[[list[tuple[int, Query]], list[Reply]], None]
 Describe = Callable[[set[str]], DatasetSync]
+READER_PATIENCE_S = 1.0
 
 
 class Dispatcher:
@@ -103,8 +105,19 @@ class Dispatcher:
             free -= 1
 
     def _read_replies(self) -> None:
-        """The reader thread: only hop each batch's replies over to the loop."""
-        for number, replies in self._replies:
+        """The reader thread: only hop each batch's replies over to the loop. It ends when the
+        stream does, or once closed with nothing in flight: a replaced pool's stream never ends,
+        and a reader waiting on it for ever would hold the old pool (its semaphores, pipes and
+        threads) for ever."""
+        while True:
+            try:
+                number, replies = self._replies.next(timeout=READER_PATIENCE_S)
+            except StopIteration:
+                return
+            except multiprocessing.TimeoutError:
+                if self.closed and not self._in_flight:
+                    return
+                continue
             self._loop.call_soon_threadsafe(self._landed, number, replies)
 
     @property
@@ -159,6 +172,6 @@ class Dispatcher:
         return len(retried)
 
     def close(self) -> None:
-        """End the stream of batches (after the drain)."""
+        """End the stream of batches (after the drain, or once its jobs moved to a new pool)."""
         self.closed = True
         self._stream.put(None)

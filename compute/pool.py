@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerProcess
 from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from multiprocessing.util import Finalize
@@ -52,11 +53,17 @@ class QuietPool(Pool):
 
     @staticmethod
     def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
-        """Workers ignore SIGTERM (it is the server's, `store.lifeline`), so `terminate()` on a
-        pool, which sends it to each worker and then waits for them, kills them instead."""
-        process = ctx.Process(*args, **kwds)
-        process.terminate = process.kill
-        return process
+        return Worker(*args, **kwds)
+
+
+class Worker(ForkServerProcess):
+    """Workers ignore SIGTERM (it is the server's, `store.lifeline`), so `terminate()` on a pool,
+    which sends it to each worker and then waits for them, kills them instead. (A subclass, not
+    a method set on each process: that would be a reference cycle, and a dead worker's pipes would
+    stay open until the garbage collector's rare full pass.)"""
+
+    def terminate(self) -> None:
+        self.kill()
 
 
 def start_pool(workers: int, ledger: Any, published: Published) -> QuietPool:

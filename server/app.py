@@ -133,11 +133,8 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         duty.cancel()
     await asyncio.gather(*duties, return_exceptions=True)
     service.dispatcher.close()
-    if service.dispatcher.batches_lost:
-        await asyncio.to_thread(dispose, service.pool)  # close() would wait forever for a task a dead worker took
-    else:
-        service.pool.close()
-        await asyncio.to_thread(service.pool.join)
+    # Not graceful if a dead worker took a task: close() would wait for its result for ever.
+    await asyncio.to_thread(dispose, service.pool, not service.dispatcher.batches_lost)
     forget_retired(service.retired_pools)
     try:
         failure = await asyncio.to_thread(host.ledger.close, jobs.next_id)

@@ -30,7 +30,8 @@ class Service:
     draining: bool = False
     unavailable: str | None = None
     issued_recorded: int = 0
-    retired_pools: list[QuietPool] = field(default_factory=list)
+    retired_pools: list[QuietPool] = field(default_factory=list)  # replaced, still being disposed of
+    pools_replaced: int = 0
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     @property
@@ -65,7 +66,7 @@ class Service:
                 "batches_in_flight": self.dispatcher.in_flight,
                 "parked_until_ledger_returns": self.dispatcher.parked,
                 "batches_lost_to_dead_workers": self.dispatcher.batches_lost,
-                "pools_replaced": len(self.retired_pools),
+                "pools_replaced": self.pools_replaced,
                 "next_id": self.jobs.next_id,
                 "issued_recorded_up_to": self.issued_recorded,
                 "kept_results": len(self.jobs.replies),

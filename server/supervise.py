@@ -67,22 +67,41 @@ async def replace_pool(service: Service, workers: int) -> None:
     service.pool, service.dispatcher = pool, dispatcher
     service.answers.dispatcher = dispatcher
     service.retired_pools.append(old_pool)
+    service.pools_replaced += 1
     old_dispatcher.close()
-    threading.Thread(target=dispose, args=(old_pool,), name="dispose-pool", daemon=True).start()
+    threading.Thread(target=retire, args=(old_pool, service.retired_pools), name="dispose-pool", daemon=True).start()
 
 
-def dispose(pool: QuietPool) -> None:
+def retire(pool: QuietPool, retired: list[QuietPool]) -> None:
+    """Dispose of a replaced pool, then stop holding it (see "Not done" in docs/notes-issue10.md:
+    something else still does, with its queues' semaphores and pipes)."""
+    dispose(pool)
+    retired.remove(pool)
+
+
+def dispose(pool: QuietPool, graceful: bool = False) -> None:
     """Stop a pool that may be wedged: terminate() first stops it from starting new workers, but
     may then wait forever on a lock a dead worker held; once its workers are killed nobody else
-    uses its queues, so the locks can be released for it."""
+    uses its queues, so the locks can be released for it. `graceful` (every job answered): close
+    and join instead, so idle workers exit by themselves; those waiting on a lock a dead worker
+    took with it never would, and are killed the same way."""
     workers = list(pool._pool)
-    stopper = threading.Thread(target=pool.terminate, name="terminate-pool", daemon=True)
+    if graceful:
+        pool.close()
+    stopper = threading.Thread(target=pool.join if graceful else pool.terminate, name="stop-pool", daemon=True)
     stopper.start()
     stopper.join(timeout=1.0)
     if not stopper.is_alive():
         return
-    for worker in workers:
+    # Also the workers it started since (terminate() has stopped it from starting more): one of
+    # them would take a lock released here and hold it while waiting for work. They must be dead
+    # before the release: a dying waiter can take the release's one wake-up to its grave, and
+    # terminate() would sleep on a free lock for ever.
+    doomed = [*workers, *pool._pool]
+    for worker in doomed:
         worker.kill()
+    for worker in doomed:
+        worker.join(timeout=1.0)
     for lock in (pool._inqueue._rlock, pool._outqueue._wlock):
         if lock._semlock._get_value() == 0:
             lock.release()
@@ -141,7 +160,7 @@ def forget_retired(pools: list[QuietPool]) -> None:
     """At the final stop: make sure no worker of a replaced pool lives on, and drop the pools'
     exit-time terminate() (a replaced pool's could wait forever on a lock a dead worker held,
     hanging the exit after an otherwise clean stop)."""
-    for pool in pools:
+    for pool in list(pools):
         for worker in list(pool._pool):
             if worker.is_alive():
                 worker.kill()
