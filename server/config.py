@@ -174,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--loop",
         choices=LOOPS,
         default="uvloop",
-        help="event loop: uvloop (default; about a fifth less CPU per request) or the standard asyncio loop",
+        help="event loop: uvloop (default; less CPU per request) or the standard asyncio loop",
     )
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
