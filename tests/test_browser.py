@@ -968,3 +968,24 @@ def test_axe_on_the_empty_page_and_at_phone_width(server, page_factory):
     phone.run("states_mean", OBESITY)
     map_shapes(phone)
     phone.check_axe("the states_mean view at phone width")
+
+
+def test_a_trend_on_a_data_set_without_years_is_refused_by_the_form(server, page_factory, tmp_path):
+    no_years = tmp_path / "no-years.csv"
+    no_years.write_text(
+        f"LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1\nOhio,{OBESITY},29.4,Total,Total\n"
+    )
+    status, reply = server.upload(no_years)
+    assert status == 200, reply
+    page = page_factory()
+    page.select_dataset(reply["dataset"])
+    page.page.select_option("#query", "trend")
+    assert "has no years" in page.page.inner_text("#query-hint")
+    posts = []
+    page.page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
+    page.page.click("#submit")
+    error = page.page.locator("#dataset-error")
+    error.wait_for(state="visible")
+    assert "no YearStart/YearEnd" in error.inner_text() and posts == []
+    status, refused = server.call("POST", "/api/trend", {"question": OBESITY, "dataset": reply["dataset"]})
+    assert status == 400 and "YearStart" in refused["reason"]

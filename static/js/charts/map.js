@@ -7,7 +7,7 @@ import { fmt, h, s, svgTitle } from "../dom.js";
 
 const ATLAS = "/static/vendor/us-atlas-3.0.1/states-albers-10m.json";
 // Light to dark (ColorBrewer YlGnBu, 5 classes): a larger value is always a darker fill.
-export const RAMP = ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"];
+const RAMP = ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"];
 const NO_VALUE = "#d9d9d9";
 const MARKS = { best: "#1b7f3b", worst: "#c2410c", high: "#6a3d9a", low: "#1f9bb0", chosen: "#111111" };
 
