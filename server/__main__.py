@@ -14,6 +14,10 @@ from store.csvfile import DataFileError
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    if config.frontends > 1:
+        from server.frontends import Node
+
+        return Node(config).run()
     try:
         web.run_app(
             create_app(config), host=config.host, port=config.port, access_log=None, print=partial(print, flush=True)

@@ -26,7 +26,11 @@ from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
+from server.shared import Frontend, SharedJobs
+from server.stores import open_store
 from server.supervise import dispose, expire_results, forget_retired, record_issued, supervise
+from store.jobstore import JobStore
+from store.ledger import Recovered
 from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
 
@@ -34,6 +38,8 @@ CONFIG = web.AppKey("config", Config)
 CALL_LOG = web.AppKey("call_log", CallLog)
 DATASETS = web.AppKey("datasets", DatasetRegistry)
 LEDGER = web.AppKey("ledger", LedgerHost)
+FRONTEND = web.AppKey("frontend", Frontend)
+STORE = web.AppKey("store", JobStore)
 
 log = logging.getLogger("lestats.app")
 
@@ -71,16 +77,22 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
-    host = LedgerHost(str(app[CONFIG].state_dir))
+    host, store = open_store(app[CONFIG], app[FRONTEND])
     await asyncio.to_thread(host.start)
     app[LEDGER] = host
+    if store is not None:
+        app[STORE] = store
     yield
+    if store is not None:
+        await store.close()
     await asyncio.to_thread(host.shutdown)
 
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     config, host, registry = app[CONFIG], app[LEDGER], app[DATASETS]
-    recovered = await asyncio.to_thread(host.ledger.recovered)
+    store = app.get(STORE)
+    # With a shared store, this process only caches its own jobs; the store has all of them.
+    recovered = Recovered() if store is not None else await asyncio.to_thread(host.ledger.recovered)
     if recovered.torn_bytes:
         log.error("the journal ended in a torn line (a crash mid-write): cut %d bytes", recovered.torn_bytes)
     pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, registry.published())
@@ -97,24 +109,27 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     answers.dispatcher = dispatcher
     service = Service(registry, jobs, answers, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
+    service.node, service.stop_all = config.node_name, app[FRONTEND].stop_all
     app[SERVICE] = service
-    duties = [
-        asyncio.create_task(duty)
-        for duty in (supervise(service, config.workers), expire_results(service), record_issued(service))
-    ]
+    if store is None:
+        keeping = [expire_results(service), record_issued(service)]
+    else:
+        service.shared = SharedJobs(store, config.node_name, app[FRONTEND], jobs)
+        keeping = [service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger)]
+    duties = [asyncio.create_task(duty) for duty in (supervise(service, config.workers), *keeping)]
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)
     yield
     service.draining = True
     log.info("draining %d jobs", len(jobs.running))
     await jobs.drained()
+    for duty in duties:  # nothing is left to supervise; a pool being closed must not look broken
+        duty.cancel()
     service.dispatcher.close()
     if service.dispatcher.batches_lost:
         await asyncio.to_thread(dispose, service.pool)  # close() would wait forever for a task a dead worker took
     else:
         service.pool.close()
         await asyncio.to_thread(service.pool.join)
-    for duty in duties:
-        duty.cancel()
     forget_retired(service.retired_pools)
     try:
         failure = await asyncio.to_thread(host.ledger.close, jobs.next_id)
@@ -125,10 +140,12 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("stopped; next job id %d", jobs.next_id)
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, frontend: Frontend | None = None) -> web.Application:
+    """`frontend`: which of the node's front-ends this is (server/frontends.py), when there are several."""
     calls = CallLog()
     app = web.Application(middlewares=[log_calls(config, calls), json_errors(config)], client_max_size=config.max_body)
     app[CONFIG] = config
+    app[FRONTEND] = frontend or Frontend()
     app[CALL_LOG] = calls
     if config.admin_token:
         app[ADMIN_TOKEN] = config.admin_token

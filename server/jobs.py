@@ -90,6 +90,13 @@ class JobTable:
         self._idle.clear()
         return job_id
 
+    def adopt(self, job_id: int) -> None:
+        """A job whose id came from a shared store (server/shared.py): running here."""
+        self._next_id = max(self._next_id, job_id + 1)
+        self.running.add(job_id)
+        self.statuses[job_id] = "running"
+        self._idle.clear()
+
     async def _extend(self, up_to: int) -> None:
         try:
             await self._reserve(up_to)

@@ -10,6 +10,7 @@ from multiprocessing.managers import BaseManager
 from typing import Any
 
 from store.ledger import Ledger
+from store.sharedledger import RetentionTuple, SharedLedger
 
 
 def process_context() -> BaseContext:
@@ -25,6 +26,7 @@ class LedgerManager(BaseManager):
 
 
 LedgerManager.register("Ledger", Ledger)
+LedgerManager.register("SharedLedger", SharedLedger)
 
 
 def _leave_signals_to_the_server() -> None:
@@ -37,8 +39,10 @@ def _leave_signals_to_the_server() -> None:
 class LedgerHost:
     """Owns the manager process. Blocking: call from a thread, never from the event loop."""
 
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, shared: RetentionTuple | None = None) -> None:
+        """`shared`: the retention of a ledger shared by several front-ends (store/sharedledger.py)."""
         self._state_dir = state_dir
+        self._shared = shared
         self._manager: LedgerManager | None = None
         self.ledger: Any = None
         self.restarts = 0
@@ -47,7 +51,10 @@ class LedgerHost:
         manager = LedgerManager(ctx=process_context())
         manager.start(_leave_signals_to_the_server)
         self._manager = manager
-        self.ledger = manager.Ledger(self._state_dir, server_start)  # type: ignore[attr-defined]  # registered below
+        if self._shared is None:
+            self.ledger = manager.Ledger(self._state_dir, server_start)  # type: ignore[attr-defined]  # registered above
+        else:
+            self.ledger = manager.SharedLedger(self._state_dir, server_start, self._shared)  # type: ignore[attr-defined]
 
     @property
     def pid(self) -> int | None:
