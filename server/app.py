@@ -27,9 +27,10 @@ from server.middleware import json_errors, log_calls
 from server.routes import add_routes
 from server.service import SERVICE, Service
 from server.shared import Frontend, SharedJobs
+from server.shared_datasets import SharedDatasetRegistry
 from server.stores import open_store
 from server.supervise import dispose, expire_results, forget_retired, record_issued, supervise
-from store.jobstore import JobStore
+from store.jobstore import JobStore, StoreUnavailable
 from store.ledger import Recovered
 from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
@@ -57,7 +58,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     reclaimed = reclaim_stale()
     if reclaimed:
         log.info("reclaimed shared memory left by a dead run: %s", ", ".join(reclaimed))
-    registry = DatasetRegistry(config.state_dir)
+    registry = (SharedDatasetRegistry if config.shared else DatasetRegistry)(config.state_dir)
     app[DATASETS] = registry
     try:
         dataset = await registry.load_default(config.data)
@@ -82,6 +83,9 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LEDGER] = host
     if store is not None:
         app[STORE] = store
+        registry = app[DATASETS]
+        assert isinstance(registry, SharedDatasetRegistry)
+        registry.store = store
     yield
     if store is not None:
         await store.close()
@@ -95,6 +99,11 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     recovered = Recovered() if store is not None else await asyncio.to_thread(host.ledger.recovered)
     if recovered.torn_bytes:
         log.error("the journal ended in a torn line (a crash mid-write): cut %d bytes", recovered.torn_bytes)
+    if isinstance(registry, SharedDatasetRegistry):
+        try:
+            await registry.sync()
+        except StoreUnavailable as error:
+            log.error("cannot load the uploaded data sets yet: %s", error)
     pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, registry.published())
 
     async def reserve(up_to: int) -> None:
@@ -115,7 +124,15 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         keeping = [expire_results(service), record_issued(service)]
     else:
         service.shared = SharedJobs(store, config.node_name, app[FRONTEND], jobs)
-        keeping = [service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger)]
+
+        async def sync_datasets() -> None:
+            assert isinstance(registry, SharedDatasetRegistry)
+            for name in await registry.sync():
+                answers.cache.forget_dataset(name)
+
+        keeping = [
+            service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger, sync_datasets)
+        ]
     duties = [asyncio.create_task(duty) for duty in (supervise(service, config.workers), *keeping)]
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)
     yield

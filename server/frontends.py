@@ -25,7 +25,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
@@ -42,11 +41,11 @@ from server.config import Config
 from server.shared import Frontend
 from store.csvfile import DataFileError
 from store.manager import LedgerHost, process_context
+from store.shm import name_semaphores_after_this_process
 
 log = logging.getLogger("lestats.frontends")
 
 PR_SET_PDEATHSIG = 1
-SERVED_FOR_S = 5.0  # a front-end that dies sooner failed to start: the node stops instead of looping
 
 
 def die_with_parent(signum: int) -> None:
@@ -111,6 +110,9 @@ class Node:
     """The parent: the shared ledger (without --store) and the front-end processes."""
 
     def __init__(self, config: Config) -> None:
+        """A front-end killed by a signal is started again; one that exits with an error (a bad
+        data file, a bug) stops the node with that status instead of looping."""
+        name_semaphores_after_this_process()  # so that what this process leaves is told apart
         self._context = process_context()
         self._config = config
         self._child_config = replace(config, workers=max(1, config.workers // config.frontends))
@@ -118,7 +120,7 @@ class Node:
         self._started = self._context.Barrier(config.frontends)
         self._host: LedgerHost | None = None
         self._ledger: Any = None
-        self._children: dict[int, tuple[BaseProcess, float]] = {}
+        self._children: dict[int, BaseProcess] = {}
         self._stopping = False
 
     def _start(self, index: int, first: bool = False) -> None:
@@ -128,13 +130,13 @@ class Node:
             target=run_frontend, args=(self._child_config, frontend), name=f"lestats-frontend-{index}"
         )
         process.start()
-        self._children[index] = (process, time.monotonic())
+        self._children[index] = process
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping:
             return
         self._stopping = True
-        for process, _ in self._children.values():
+        for process in self._children.values():
             if process.pid is not None and process.is_alive():
                 process.terminate()  # SIGTERM: the front-end drains
 
@@ -153,21 +155,21 @@ class Node:
         status = 0
         try:
             while self._children:
-                wait([process.sentinel for process, _ in self._children.values()], timeout=1.0)
-                for index, (process, started) in list(self._children.items()):
+                wait([process.sentinel for process in self._children.values()], timeout=1.0)
+                for index, process in list(self._children.items()):
                     if process.is_alive():
                         continue
                     process.join()
                     del self._children[index]
-                    failed = process.exitcode not in (0, None)
-                    if self._stopping or not failed:
+                    if self._stopping or process.exitcode == 0:
                         continue
-                    if time.monotonic() - started < SERVED_FOR_S:
-                        print(f"front-end {index} exited with {process.exitcode} while starting", file=sys.stderr)
-                        status = status or int(process.exitcode or 1)
+                    if process.exitcode is not None and process.exitcode > 0:  # a bad data file, a bug
+                        print(f"front-end {index} exited with {process.exitcode}", file=sys.stderr)
+                        status = status or process.exitcode
                         self._stop(signal.SIGTERM, None)
                         continue
-                    log.error("front-end %d exited with %s; starting it again", index, process.exitcode)
+                    log.error("front-end %d was killed (%s); starting it again", index, process.exitcode)
+                    self._started.abort()  # the others must not wait for it to start with them
                     self._start(index)
         finally:
             if self._host is not None:

@@ -11,6 +11,7 @@ from server.config import PROJECT_ROOT
 from server.middleware import QUERY_ROUTE, error_response
 from server.openapi import openapi_document
 from server.service import SERVICE
+from server.shared_datasets import parse_shared
 from server.validation import BadRequest, parse_query
 from store.jobstore import StoreUnavailable
 
@@ -36,7 +37,12 @@ async def submit_query(request: web.Request) -> web.Response:
         )
     kind = request.match_info["query"]
     try:
-        query = parse_query(kind, await request.read(), service.catalogs)
+        body = await request.read()
+        query = (
+            await parse_shared(service.registry, kind, body)
+            if service.shared
+            else parse_query(kind, body, service.catalogs)
+        )
     except BadRequest as error:
         return error_response(400, str(error))
     try:

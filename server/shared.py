@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,12 +140,15 @@ class SharedJobs:
         catalogs: Callable[[], dict[str, Catalog]],
         submit: Callable[[int, Any], None],
         ledger: Callable[[], Ledger],
+        sync_datasets: Callable[[], Awaitable[None]],
     ) -> None:
-        """The duty: heartbeat; take over dead owners' jobs; mark the store reachable again."""
+        """The duty: heartbeat; take over dead owners' jobs and load data sets uploaded elsewhere;
+        mark the store reachable again."""
         beats = 0
         while True:
             try:
                 if beats % CLAIM_EVERY == 0:
+                    await sync_datasets()
                     await self.take_over(catalogs(), submit, ledger(), including_own=beats == 0)
                 else:
                     await self.store.heartbeat(self.owner)

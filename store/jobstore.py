@@ -25,7 +25,7 @@ EXPIRED = b'{"status":"error","reason":"expired"}'
 INVALID = b'{"status":"error","reason":"Invalid job_id"}'
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(ConnectionError):
     """The store cannot be reached now; the message says why, for a person."""
 
 
@@ -68,6 +68,21 @@ class JobStore(Protocol):
     async def claim_orphans(self, owner: str, including_own: bool) -> list[Accepted]:
         """Move to `owner` the running jobs of dead owners (and, `including_own`, its own from an
         earlier life of the same name)."""
+
+    async def new_dataset_name(self) -> str:
+        """A data-set id never handed out before (`upload<n>`)."""
+
+    async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
+        """Keep an uploaded CSV so that every process (and every later start) loads it."""
+
+    async def datasets(self) -> dict[str, str]:
+        """The kept uploads: id -> the file name it was uploaded as."""
+
+    async def dataset_content(self, name: str) -> bytes:
+        """A kept upload's CSV."""
+
+    async def remove_dataset(self, name: str) -> None:
+        """Forget an upload; every process drops it at its next look."""
 
     async def health(self) -> dict[str, Any]:
         """What an operator should know about the store."""

@@ -12,6 +12,7 @@ Keys (prefix `lestats:`), each change made by one Lua script, so it is atomic an
   alive:<owner>   the owner's heartbeat, with a time to live
   done            sorted set id by finish time: what the retention drops first
   bytes, expired  the bytes of the kept replies; the highest dropped id (404 "expired" below it)
+  datasets        hash id -> label of the uploaded data sets; ds:<id> the CSV; dsseq their counter
 
 Never reusing an id: Redis with `appendfsync everysec` can lose the last second of writes, `next`
 included. `hw` is raised WINDOW ahead, and only when `next` gets within half a window of it, so a
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,6 +45,7 @@ PREFIX = "lestats:"
 WINDOW = 100_000
 HEARTBEAT_TTL_MS = 3_000
 TIMEOUT_S = 0.5
+BULK_TIMEOUT_S = 60.0  # an uploaded CSV may be hundreds of MB
 RetentionTuple = tuple[int, int, float | None]
 
 CHECK_COUNTER = """
@@ -263,6 +265,8 @@ class RedisStore:
         self._heartbeat = self._redis.register_script(HEARTBEAT)
         self._lookup = self._redis.register_script(LOOKUP)
         self._claim = self._redis.register_script(CLAIM)
+        bulk = {**_options(AsyncRetry(NoBackoff(), 0)), "socket_timeout": BULK_TIMEOUT_S}
+        self._bulk = redis.asyncio.Redis.from_url(url, **bulk)
 
     async def _on_connect(self, connection: AsyncConnection) -> None:
         """Before a new connection sends anything: move the id counter past what a restarted
@@ -334,8 +338,36 @@ class RedisStore:
             claimed.append(Accepted(int(job_id), kind.decode(), body))
         return claimed
 
+    async def _command(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except (redis.RedisError, OSError) as error:
+            raise StoreUnavailable(f"Redis: {error}") from error
+
+    async def new_dataset_name(self) -> str:
+        return f"upload{await self._command(self._redis.incr(key('dsseq')))}"
+
+    async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
+        await self._command(self._bulk.set(key(f"ds:{name}"), content))
+        await self._command(self._redis.hset(key("datasets"), name, label))
+
+    async def datasets(self) -> dict[str, str]:
+        listed = await self._command(self._redis.hgetall(key("datasets")))
+        return {bytes(name).decode(): bytes(label).decode() for name, label in listed.items()}
+
+    async def dataset_content(self, name: str) -> bytes:
+        content = await self._command(self._bulk.get(key(f"ds:{name}")))
+        if content is None:
+            raise StoreUnavailable(f"the data set {name!r} is listed but its file is missing in Redis")
+        return bytes(content)
+
+    async def remove_dataset(self, name: str) -> None:
+        await self._command(self._redis.hdel(key("datasets"), name))
+        await self._command(self._bulk.delete(key(f"ds:{name}")))
+
     async def health(self) -> dict[str, Any]:
         return {"store": self.description}
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._bulk.aclose()

@@ -10,15 +10,20 @@ job), and applies the retention itself. Front-ends reach it through a manager pr
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from store.jobstore import EXPIRED, INVALID, RUNNING, Accepted, StoreUnavailable
 from store.ledger import Ledger
 
 RESERVE_BLOCK = 10_000
+DATASET_INDEX = "index.json"  # the same list server/datasets.py keeps
 HEARTBEAT_TTL_S = 3.0
 RetentionTuple = tuple[int, int, float | None]
 
@@ -41,6 +46,8 @@ class SharedLedger(Ledger):
         self._running: dict[int, tuple[str, str, bytes]] = {}
         self._heartbeats: dict[str, float] = {}
         self._shared_lock = threading.Lock()
+        self._datasets_dir = Path(state_dir) / "datasets"
+        self._dataset_number = 0
         self._trim()
 
     def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int | str:
@@ -141,6 +148,46 @@ class SharedLedger(Ledger):
                 del self._heartbeats[name]
         return claimed
 
+    def new_dataset_name(self) -> str:
+        with self._shared_lock:
+            taken = [int(name[6:]) for name in self._dataset_index() if name[6:].isdecimal()]
+            self._dataset_number = max([self._dataset_number, *taken]) + 1
+            return f"upload{self._dataset_number}"
+
+    def keep_dataset(self, name: str, label: str, content: bytes) -> None:
+        """The file and the list, as the single front-end keeps them (server/datasets.py), so a
+        restart with one front-end finds them too."""
+        with self._shared_lock:
+            self._datasets_dir.mkdir(parents=True, exist_ok=True)
+            (self._datasets_dir / f"{name}.csv").write_bytes(content)
+            self._write_dataset_index({**self._dataset_index(), name: label})
+
+    def datasets(self) -> dict[str, str]:
+        with self._shared_lock:
+            return self._dataset_index()
+
+    def dataset_content(self, name: str) -> bytes:
+        return (self._datasets_dir / f"{name}.csv").read_bytes()
+
+    def remove_dataset(self, name: str) -> None:
+        with self._shared_lock:
+            index = self._dataset_index()
+            index.pop(name, None)
+            self._write_dataset_index(index)
+            (self._datasets_dir / f"{name}.csv").unlink(missing_ok=True)
+
+    def _dataset_index(self) -> dict[str, str]:
+        try:
+            index: dict[str, str] = orjson.loads((self._datasets_dir / DATASET_INDEX).read_bytes())
+        except FileNotFoundError:
+            return {}
+        return index
+
+    def _write_dataset_index(self, index: dict[str, str]) -> None:
+        temporary = self._datasets_dir / f"{DATASET_INDEX}.tmp"
+        temporary.write_bytes(orjson.dumps(index))
+        os.replace(temporary, self._datasets_dir / DATASET_INDEX)
+
     def close(self, next_id: int) -> str | None:
         """A front-end stopped: journal where the ids go on; the journal stays open for the others."""
         with self._shared_lock, self._lock:
@@ -182,6 +229,21 @@ class EmbeddedStore:
 
     async def claim_orphans(self, owner: str, including_own: bool) -> list[Accepted]:
         return [Accepted(*job) for job in await self._call("claim_orphans", owner, including_own)]
+
+    async def new_dataset_name(self) -> str:
+        return str(await self._call("new_dataset_name"))
+
+    async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
+        await self._call("keep_dataset", name, label, content)
+
+    async def datasets(self) -> dict[str, str]:
+        return dict(await self._call("datasets"))
+
+    async def dataset_content(self, name: str) -> bytes:
+        return bytes(await self._call("dataset_content", name))
+
+    async def remove_dataset(self, name: str) -> None:
+        await self._call("remove_dataset", name)
 
     async def health(self) -> dict[str, Any]:
         return {"store": self.description}

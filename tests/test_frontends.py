@@ -6,7 +6,9 @@ front-ends (SO_REUSEPORT), so reading each job several times reads it through ev
 
 import json
 import math
+import os
 import signal
+import time
 
 import pytest
 from reference import QUERY_NAMES, load_rows, reference
@@ -106,3 +108,52 @@ def test_graceful_shutdown_and_sigterm_drain_every_front_end_and_a_restart_keeps
     for job_id, body in results.items():
         assert again.result(job_id, timeout=0) == body, job_id
     assert again.submit("global_mean", {"question": OBESITY}) == "job_id_201"
+
+
+UPLOAD_ROWS = [
+    ("Ohio", OBESITY, "30.5", "Total", "Total"),
+    ("Ohio", OBESITY, "33.5", "Age (years)", "18 - 24"),
+    ("Utah", OBESITY, "25.0", "Total", "Total"),
+    ("Utah", OBESITY, "", "Total", "Total"),
+]
+
+
+def upload(server, tmp_path):
+    """Upload a small CSV (as a text/csv body); its id and the reference's states_mean of it."""
+    path = tmp_path / "small.csv"
+    lines = ["LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1"]
+    lines += [",".join(f'"{field}"' for field in row) for row in UPLOAD_ROWS]
+    path.write_text("\n".join(lines) + "\n")
+    status, body = server.call("POST", "/api/datasets?name=small.csv", path.read_bytes())
+    assert status == 200, body
+    return json.loads(body)["dataset"], reference(load_rows(path), "states_mean", OBESITY)
+
+
+def test_an_upload_to_one_front_end_is_queried_through_every_front_end(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    dataset, want = upload(server, tmp_path)
+    for _ in range(8):  # each POST on a new connection, whichever front-end it reaches
+        job_id = server.submit("states_mean", {"question": OBESITY, "dataset": dataset})
+        assert_matches(json.loads(server.result(job_id))["data"], want)
+
+
+def test_a_killed_front_end_is_started_again_and_its_jobs_end_done(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    deadline = time.monotonic() + 30
+    while True:  # the victim's own health reply names its workers
+        health = server.get_json("/api/health")
+        if health["frontend"] == max(frontend_pids(server)):
+            break
+        assert time.monotonic() < deadline
+    victim, workers = health["frontend"], health["workers"]
+    for pid in workers:  # its jobs stay running until it dies
+        os.kill(pid, signal.SIGSTOP)
+    ids = [server.submit(query, body) for query, body in mixed_queries(40)]
+
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    for job_id in ids:
+        reply = json.loads(server.result(job_id, timeout=max(1, deadline - time.monotonic())))
+        assert reply["status"] == "done", (job_id, reply)
+    assert victim not in frontend_pids(server)
+    assert len(frontend_pids(server)) == 2, "the dead front-end was replaced"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from redisproc import redis_server  # noqa: F401  (a fixture)
-from test_frontends import assert_matches, every_query, frontend_pids, sample_rows  # noqa: F401
+from test_frontends import assert_matches, every_query, frontend_pids, sample_rows, upload  # noqa: F401
 from test_process import OBESITY, mixed_queries
 
 pytestmark = pytest.mark.slow
@@ -139,3 +139,22 @@ def test_while_redis_is_down_queries_get_503_and_health_says_why_then_it_recover
         time.sleep(0.2)
     assert json.loads(server.result(json.loads(status[1])["job_id"]))["status"] == "done"
     assert server.get_json("/api/health")["status"] == "ok"
+
+
+def test_an_upload_reaches_every_node_even_one_started_later(servers, tmp_path, redis_server):  # noqa: F811
+    alpha = node(servers, tmp_path, redis_server, "alpha")
+    beta = node(servers, tmp_path, redis_server, "beta")
+    dataset, want = upload(alpha, tmp_path)
+    job_id = beta.submit("states_mean", {"question": OBESITY, "dataset": dataset})
+    assert_matches(json.loads(beta.result(job_id))["data"], want)
+
+    later = node(servers, tmp_path, redis_server, "gamma")
+    assert dataset in [entry["dataset"] for entry in later.get_json("/api/datasets")["datasets"]]
+    job_id = later.submit("states_mean", {"question": OBESITY, "dataset": dataset})
+    assert_matches(json.loads(alpha.result(job_id))["data"], want)
+
+    assert beta.call("DELETE", f"/api/datasets/{dataset}")[0] == 200
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+    while (status := alpha.call("POST", "/api/states_mean", {"question": OBESITY, "dataset": dataset}))[0] != 400:
+        assert time.monotonic() < deadline, f"the removed data set is still served: {status}"
+        time.sleep(0.2)
