@@ -39,7 +39,7 @@ from load import Query, run_load, valid_queries
 from report import OUT_DIR, fmt, ratio, table, write_result
 
 REDIS_OPTIONS = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--logfile", "")
-FIGURES = ("jobs_per_s", "p50_ms", "p99_ms", "node_cpu_ms_per_job", "redis_cpu_ms_per_job")
+FIGURES = ("jobs_per_s", "p50_ms", "p99_ms", "polls_per_job", "node_cpu_ms_per_job", "redis_cpu_ms_per_job")
 
 
 class Setup(NamedTuple):
@@ -169,6 +169,7 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
         "jobs_per_s": round(jobs / args.duration, 1),
         "p50_ms": max(report["p50_ms"] or 0 for report in reports),
         "p99_ms": max(report["p99_ms"] or 0 for report in reports),
+        "polls_per_job": max(report["polls_per_job"] or 0 for report in reports),
         "node_cpu_ms_per_job": round(node_cpu * 1000 / per_job, 4) if jobs else None,
         "redis_cpu_ms_per_job": round(redis_cpu * 1000 / per_job, 4) if jobs and store else None,
     }
@@ -207,6 +208,7 @@ def render(summary: list[dict[str, Any]], cores: int) -> str:
             fmt(item["jobs_per_s"]),
             fmt(item["p50_ms"]),
             fmt(item["p99_ms"]),
+            fmt(item["polls_per_job"], 2),
             fmt(item["node_cpu_ms_per_job"], 3),
             fmt(item["redis_cpu_ms_per_job"], 3),
             fmt(item["jobs_vs_first"], 2),
@@ -216,7 +218,7 @@ def render(summary: list[dict[str, Any]], cores: int) -> str:
         ]
         for item in summary
     ]
-    headers = ["setup", "runs", "jobs/s", "p50 ms", "p99 ms", "node CPU ms/job", "Redis CPU ms/job"]
+    headers = ["setup", "runs", "jobs/s", "p50 ms", "p99 ms", "polls/job", "node CPU ms/job", "Redis CPU ms/job"]
     headers += ["jobs/s vs first", "CPU/job vs first", f"projected jobs/s, {cores} cores", "errors"]
     return table(headers, rows)
 

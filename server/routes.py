@@ -91,7 +91,7 @@ async def get_results(request: web.Request) -> web.Response:
         status, reply = service.jobs.lookup(job_id)
         return json_bytes(reply, status)
     try:
-        status, reply = await service.shared.lookup(job_id)
+        status, reply = await service.shared.lookup(job_id, wait_s)
     except StoreUnavailable as error:
         return error_response(503, str(error), {"Retry-After": "1"})
     return json_bytes(reply, status)

@@ -21,12 +21,13 @@ from compute.worker import error_reply
 from server.jobs import JobTable
 from server.validation import BadRequest, parse_query
 from store.cells import Catalog
-from store.jobstore import JobStore, Ledger, StoreUnavailable
+from store.jobstore import RUNNING, JobStore, Ledger, StoreUnavailable
 from store.manager import LedgerHost
 
 log = logging.getLogger("lestats.shared")
 
 HEARTBEAT_S = 0.25
+FIRST_RECHECK_S, LAST_RECHECK_S = 0.002, 0.1
 CLAIM_EVERY = 4  # heartbeats between looks for dead owners' jobs
 
 
@@ -125,11 +126,23 @@ class SharedJobs:
     def holds(self, job_id: int) -> bool:
         return job_id in self._jobs.replies or job_id in self._jobs.running
 
-    async def lookup(self, job_id: int) -> tuple[int, bytes]:
-        """get_results for any job: from memory when this process holds it, else from the store."""
+    async def lookup(self, job_id: int, wait_s: float = 0.0) -> tuple[int, bytes]:
+        """get_results for any job: from memory when this process holds it, else from the store.
+        A job running elsewhere is looked at again, at growing intervals, for up to `wait_s`
+        (the poll grace, or ?wait=): a client polling in a loop costs a few store reads, not one
+        per round trip."""
         if self.holds(job_id):
             return self._jobs.lookup(job_id)
-        return await self.store.lookup(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        pause = FIRST_RECHECK_S
+        while True:
+            status, reply = await self.store.lookup(job_id)
+            remaining = deadline - loop.time()
+            if reply != RUNNING or remaining <= 0:
+                return status, reply
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(2 * pause, LAST_RECHECK_S)
 
     async def node_running(self) -> int:
         """Jobs still running on this node (every front-end of it)."""

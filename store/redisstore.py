@@ -101,14 +101,14 @@ FINISH = (
     _TRIM
     + """
 local now = tonumber(ARGV[4])
-local saved = 0
+local saved, added = 0, 0
 for i = 6, #ARGV, 3 do
   local id = ARGV[i]
   local status = redis.call('HGET', KEYS[1], id)
   if status ~= 'done' and status ~= 'error' then
     redis.call('SET', ARGV[5] .. 'r:' .. id, ARGV[i + 2])
     redis.call('HSET', KEYS[1], id, ARGV[i + 1])
-    redis.call('INCRBY', KEYS[4], string.len(ARGV[i + 2]))
+    added = added + string.len(ARGV[i + 2])
     redis.call('ZADD', KEYS[3], now, id)
     local owner = redis.call('HGET', KEYS[2], id)
     if owner then
@@ -118,6 +118,7 @@ for i = 6, #ARGV, 3 do
     saved = saved + 1
   end
 end
+redis.call('INCRBY', KEYS[4], added)
 trim(now)
 return saved
 """
