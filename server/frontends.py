@@ -11,9 +11,10 @@ Each front-end has its own pool rather than one pool for all: a shared pool woul
 every front-end to the pool's owner, the very per-job cost the extra front-ends are there to spread.
 
 The parent forwards SIGTERM and SIGINT (as one SIGTERM) to every front-end, waits for them to drain,
-then stops the ledger and exits 0. A front-end that dies after it has served is started again under
-the same name; it takes over its earlier life's running jobs (server/shared.py). Front-ends die with
-the parent (PR_SET_PDEATHSIG), so a parent killed outright leaves no server behind.
+then stops the ledger and exits 0. A front-end killed by a signal is started again under the same
+name and runs its earlier life's unfinished jobs (server/shared.py); one that exits with an error
+(a bad data file) stops the node. A front-end gets SIGTERM when its parent process dies
+(PR_SET_PDEATHSIG; its parent is the forkserver, which exits when the node's parent does).
 """
 
 from __future__ import annotations

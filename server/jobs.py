@@ -142,6 +142,15 @@ class JobTable:
             self.expired_below += 1
         return self.expired_below
 
+    def finished_since(self, age_s: float) -> list[Reply]:
+        """The replies of jobs finished in the last `age_s` seconds (to save them again)."""
+        since = time.monotonic() - age_s
+        return [
+            (job_id, self.statuses[job_id], self.replies[job_id])
+            for job_id, finished_at in self._finished_at.items()
+            if finished_at >= since and job_id in self.replies
+        ]
+
     def lookup(self, job_id: int) -> tuple[int, bytes]:
         """get_results' status code and body for a job id."""
         reply = self.replies.get(job_id)

@@ -28,6 +28,7 @@ log = logging.getLogger("lestats.shared")
 
 HEARTBEAT_S = 0.25
 FIRST_RECHECK_S, LAST_RECHECK_S = 0.002, 0.1
+RESAVE_S = 10.0  # more than Redis's appendfsync everysec can lose
 CLAIM_EVERY = 4  # heartbeats between looks for dead owners' jobs
 
 
@@ -84,6 +85,8 @@ class SharedJobs:
         self._recording: asyncio.Task[None] | None = None
         self.unreachable: str | None = None
         self.taken_over = 0
+        self._resave = False
+        self._look_for_own = True  # at start: jobs an earlier life of this front-end left running
 
     async def open(self, kind: str, body: bytes) -> int:
         """A new job id, recorded running in the store with its query; raises StoreUnavailable."""
@@ -108,6 +111,7 @@ class SharedJobs:
                     first = await self.store.accept(self.owner, [(kind, body) for kind, body, _ in batch])
                 except StoreUnavailable as error:
                     self.lost(str(error))
+                    self._look_for_own = True  # the store may have recorded them before failing
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(StoreUnavailable(str(error)))
@@ -162,17 +166,35 @@ class SharedJobs:
             try:
                 if beats % CLAIM_EVERY == 0:
                     await sync_datasets()
-                    await self.take_over(catalogs(), submit, ledger(), including_own=beats == 0)
+                    including_own, self._look_for_own = self._look_for_own, False
+                    try:
+                        await self.take_over(catalogs(), submit, ledger(), including_own)
+                    except BaseException:
+                        self._look_for_own |= including_own  # look again next time
+                        raise
                 else:
                     await self.store.heartbeat(self.owner)
+                self._resave = self._resave or self.store.restarted()
+                if self._resave:
+                    await self.save_again(ledger())
+                    self._resave = False
                 if self.unreachable:
                     log.error("the job store is reachable again")
                     self.unreachable = None
-            except StoreUnavailable as error:
+            except OSError as error:  # StoreUnavailable, or a ledger write that could not reach it
                 self.lost(str(error))
+            except Exception:  # a bug must not end the heartbeat: that would strand this node's jobs
+                log.exception("in the job store's duty")
             self._jobs.expire()
             beats += 1
             await asyncio.sleep(HEARTBEAT_S)
+
+    async def save_again(self, ledger: Ledger) -> None:
+        """The store restarted and may have lost its last writes: save recent replies again."""
+        replies = self._jobs.finished_since(RESAVE_S)
+        if replies:
+            await asyncio.to_thread(ledger.finish, replies)
+        log.error("the job store restarted; saved the %d replies of the last %g s again", len(replies), RESAVE_S)
 
     async def take_over(
         self, catalogs: dict[str, Catalog], submit: Callable[[int, Any], None], ledger: Ledger, including_own: bool

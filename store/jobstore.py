@@ -84,6 +84,9 @@ class JobStore(Protocol):
     async def remove_dataset(self, name: str) -> None:
         """Forget an upload; every process drops it at its next look."""
 
+    def restarted(self) -> bool:
+        """Whether the store restarted (and may have lost recent writes) since the last call."""
+
     async def health(self) -> dict[str, Any]:
         """What an operator should know about the store."""
 

@@ -20,6 +20,10 @@ lost second loses at most a raise that was not needed yet. Each new connection c
 run_id with `epoch`: a Redis that restarted since gets `next` moved up to `hw` (a gap, never a
 reuse) before the connection sends anything else, and never below the highest id this node saw.
 
+Results saved in a second Redis lost are saved again: a node that sees Redis's run_id change
+writes once more the replies it finished in the last RESAVE_S seconds (the first reply wins, so
+one that survived is left alone).
+
 Every call has a timeout: a Redis that is down or cut off raises StoreUnavailable within about
 a second, and redis-py reconnects by itself when it is back.
 """
@@ -259,6 +263,8 @@ class RedisStore:
         self.description = without_password(url)
         self._retention = retention
         self._highest = 0
+        self._run_id: str | None = None
+        self._restarted = False
         self._redis = redis.asyncio.Redis.from_url(
             url, redis_connect_func=self._on_connect, **_options(AsyncRetry(NoBackoff(), 0))
         )
@@ -280,6 +286,14 @@ class RedisStore:
         keys = [key("next"), key("hw"), key("epoch")]
         await connection.send_command("EVAL", CHECK_COUNTER, len(keys), *keys, run_id, self._highest)
         await connection.read_response()
+        if self._run_id is not None and run_id != self._run_id:
+            self._restarted = True
+        self._run_id = run_id
+
+    def restarted(self) -> bool:
+        """Whether Redis restarted since the last call (it may have lost its last second)."""
+        restarted, self._restarted = self._restarted, False
+        return restarted
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

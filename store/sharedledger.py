@@ -245,6 +245,9 @@ class EmbeddedStore:
     async def remove_dataset(self, name: str) -> None:
         await self._call("remove_dataset", name)
 
+    def restarted(self) -> bool:
+        return False  # the manager process is the node's; it does not restart under it
+
     async def health(self) -> dict[str, Any]:
         return {"store": self.description}
 
