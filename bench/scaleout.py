@@ -4,14 +4,15 @@
 Each configuration starts fresh processes (bench/harness.py's Server; for Redis a redis-server of
 its own on a free port, AOF on as in production), drives them with bench/load.py's closed-loop
 clients for the measured window, and reads from /proc how much CPU every process of each node's
-process group used in that window (and the redis-server's own), divided by the jobs done.
+process group used in that window, divided by the jobs done, and so did the store's own process
+(the embedded store's manager process, which is part of the node's; or the redis-server).
 With several nodes the clients are split evenly over them (each client keeps to one node, as a
 client behind a balancer with keep-alive mostly does); p50/p99 are then the worse of the nodes'.
 Configurations run round-robin --repeat times (load drift hits all alike); medians are reported.
 
 The projection to a bigger machine: a node's CPU per job says how many jobs/s C cores can serve,
-C / (CPU per job), as long as nothing serial caps it first: the one Redis core (1 / Redis CPU per
-job) or the embedded store's single manager process.
+C / (CPU per job), as long as nothing on one core caps it first: the store (Redis, or the embedded
+store's manager process: 1 / its CPU per job) or, with one front-end, its event loop.
 
     python bench/scaleout.py                       # this machine: embedded x1, x2; Redis 1, 2 nodes
     python bench/scaleout.py --frontends 1,2,4,8,16 --nodes 1,2,4 --clients 128 --client-procs 8 \\
@@ -34,12 +35,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import redis
-from harness import HOST, Server, _all_pids, _stat_fields, data_file, free_port, wait_until_idle
+from harness import HOST, Server, _all_pids, _stat_fields, data_file, free_port, get_json, wait_until_idle
 from load import Query, run_load, valid_queries
 from report import OUT_DIR, fmt, ratio, table, write_result
 
 REDIS_OPTIONS = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--logfile", "")
-FIGURES = ("jobs_per_s", "p50_ms", "p99_ms", "polls_per_job", "node_cpu_ms_per_job", "redis_cpu_ms_per_job")
+FIGURES = ("jobs_per_s", "p50_ms", "p99_ms", "polls_per_job", "node_cpu_ms_per_job", "serial_cpu_ms_per_job")
 
 
 class Setup(NamedTuple):
@@ -52,6 +53,12 @@ class Setup(NamedTuple):
         if self.store == "embedded":
             return f"embedded, {self.frontends} front-end{'s' if self.frontends > 1 else ''}"
         return f"Redis, {self.nodes} node{'s' if self.nodes > 1 else ''} x {self.frontends} front-end"
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of one process, with its threads."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -145,10 +152,11 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
         time.sleep(args.warmup)
         started = time.monotonic()
         node_cpu = sum(group_cpu_s(server.pid) for server in servers)
-        redis_cpu = group_cpu_s(store.proc.pid) if store else 0.0
+        serial_pid = store.proc.pid if store else get_json(servers[0].url + "/api/health")["ledger"]["pid"]
+        serial_cpu = process_cpu_s(serial_pid)
         time.sleep(args.duration)
         node_cpu = sum(group_cpu_s(server.pid) for server in servers) - node_cpu
-        redis_cpu = (group_cpu_s(store.proc.pid) - redis_cpu) if store else 0.0
+        serial_cpu = process_cpu_s(serial_pid) - serial_cpu
         window = time.monotonic() - started
         reports = [report for result in pending for report in result.get(timeout=args.duration + 120)]
         pool.close()
@@ -171,7 +179,7 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
         "p99_ms": max(report["p99_ms"] or 0 for report in reports),
         "polls_per_job": max(report["polls_per_job"] or 0 for report in reports),
         "node_cpu_ms_per_job": round(node_cpu * 1000 / per_job, 4) if jobs else None,
-        "redis_cpu_ms_per_job": round(redis_cpu * 1000 / per_job, 4) if jobs and store else None,
+        "serial_cpu_ms_per_job": round(serial_cpu * 1000 / per_job, 4) if jobs else None,
     }
 
 
@@ -191,13 +199,25 @@ def medians(runs: list[dict[str, Any]], setups: list[Setup], cores: int) -> list
         base = base or item
         item["jobs_vs_first"] = ratio(item["jobs_per_s"], base["jobs_per_s"])
         item["cpu_vs_first"] = ratio(item["node_cpu_ms_per_job"], base["node_cpu_ms_per_job"])
-        cpu, serial = item["node_cpu_ms_per_job"], item["redis_cpu_ms_per_job"]
-        projected = cores * 1000 / (cpu + (serial or 0)) if cpu else None
-        if projected and serial:
-            projected = min(projected, 1000 / serial)
-        item["projected_jobs_per_s"] = round(projected) if projected else None
+        item["projected_jobs_per_s"] = projection(setup, item, cores)
         found.append(item)
     return found
+
+
+def projection(setup: Setup, item: dict[str, Any], cores: int) -> int | None:
+    """Jobs/s on `cores` cores: all of them busy at the measured CPU per job (the node's, plus
+    Redis's on a core of its own), capped by what runs on one core whatever the machine: the
+    store (the shared ledger's manager process, or Redis) and, with one front-end, its event loop
+    (taken as the whole node's CPU per job minus the store's, an upper bound)."""
+    cpu, serial = item["node_cpu_ms_per_job"], item["serial_cpu_ms_per_job"]
+    if not cpu or not serial:
+        return None
+    if setup.store == "redis":
+        return round(min(cores * 1000 / (cpu + serial), 1000 / serial))
+    one_core = 1000 / serial
+    if setup.frontends == 1:
+        one_core = min(one_core, 1000 / max(cpu - serial, 1e-3))
+    return round(min(cores * 1000 / cpu, one_core))
 
 
 def render(summary: list[dict[str, Any]], cores: int) -> str:
@@ -210,7 +230,7 @@ def render(summary: list[dict[str, Any]], cores: int) -> str:
             fmt(item["p99_ms"]),
             fmt(item["polls_per_job"], 2),
             fmt(item["node_cpu_ms_per_job"], 3),
-            fmt(item["redis_cpu_ms_per_job"], 3),
+            fmt(item["serial_cpu_ms_per_job"], 3),
             fmt(item["jobs_vs_first"], 2),
             fmt(item["cpu_vs_first"], 2),
             fmt(item["projected_jobs_per_s"], 0),
@@ -218,7 +238,7 @@ def render(summary: list[dict[str, Any]], cores: int) -> str:
         ]
         for item in summary
     ]
-    headers = ["setup", "runs", "jobs/s", "p50 ms", "p99 ms", "polls/job", "node CPU ms/job", "Redis CPU ms/job"]
+    headers = ["setup", "runs", "jobs/s", "p50 ms", "p99 ms", "polls/job", "node CPU ms/job", "store CPU ms/job"]
     headers += ["jobs/s vs first", "CPU/job vs first", f"projected jobs/s, {cores} cores", "errors"]
     return table(headers, rows)
 

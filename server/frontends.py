@@ -126,7 +126,8 @@ class Node:
 
     def _start(self, index: int, first: bool = False) -> None:
         started = self._started if first else None
-        frontend = Frontend(index, self._config.frontends, self._ledger, self._stop_all, started)
+        host_pid = self._host.pid if self._host is not None else None
+        frontend = Frontend(index, self._config.frontends, self._ledger, self._stop_all, started, host_pid)
         process: BaseProcess = self._context.Process(  # type: ignore[attr-defined]  # every concrete context has it
             target=run_frontend, args=(self._child_config, frontend), name=f"lestats-frontend-{index}"
         )

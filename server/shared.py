@@ -41,6 +41,7 @@ class Frontend:
     ledger: Any = None  # the embedded shared ledger's proxy (several front-ends, no --store)
     stop_all: Any = None  # a multiprocessing.Event: set when any front-end of the node drains
     started: Any = None  # a multiprocessing.Barrier: the front-ends open the port together
+    ledger_pid: int | None = None  # the shared ledger's manager process, for /api/health
 
 
 class AttachedLedgerHost(LedgerHost):

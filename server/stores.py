@@ -20,5 +20,5 @@ def open_store(config: Config, frontend: Frontend) -> tuple[LedgerHost, JobStore
         retention = (config.keep_results, config.keep_mb * 2**20, config.results_ttl_s)
         return AttachedLedgerHost(RedisLedger(config.store, retention)), RedisStore(config.store, retention)
     if frontend.ledger is not None:
-        return AttachedLedgerHost(frontend.ledger), EmbeddedStore(frontend.ledger)
+        return AttachedLedgerHost(frontend.ledger, frontend.ledger_pid), EmbeddedStore(frontend.ledger)
     return LedgerHost(str(config.state_dir)), None
