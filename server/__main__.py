@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from functools import partial
 
-import uvloop
 from aiohttp import web
 
 from server.app import create_app
 from server.config import parse_args
+from server.eventloop import new_event_loop
 from store.csvfile import DataFileError
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    loop = uvloop.new_event_loop() if config.loop == "uvloop" else asyncio.new_event_loop()
+    if config.frontends > 1:
+        from server.frontends import Node
+
+        return Node(config).run()
+    loop = new_event_loop(config.loop)
     try:
         web.run_app(
             create_app(config),

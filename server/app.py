@@ -29,7 +29,12 @@ from server.protocol import handler_args, loop_errors, raise_file_limit
 from server.protocol import install as install_guarded_handler
 from server.routes import add_routes
 from server.service import SERVICE, Service
+from server.shared import Frontend, SharedJobs
+from server.shared_datasets import SharedDatasetRegistry
+from server.stores import open_store
 from server.supervise import dispose, expire_results, forget_retired, record_issued, supervise
+from store.jobstore import JobStore, StoreUnavailable
+from store.ledger import Recovered
 from store.manager import LedgerHost
 from store.shm import name_semaphores_after_this_process, reclaim_stale
 
@@ -37,6 +42,8 @@ CONFIG = web.AppKey("config", Config)
 CALL_LOG = web.AppKey("call_log", CallLog)
 DATASETS = web.AppKey("datasets", DatasetRegistry)
 LEDGER = web.AppKey("ledger", LedgerHost)
+FRONTEND = web.AppKey("frontend", Frontend)
+STORE = web.AppKey("store", JobStore)
 
 log = logging.getLogger("lestats.app")
 
@@ -66,7 +73,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
     reclaimed = reclaim_stale()
     if reclaimed:
         log.info("reclaimed shared memory left by a dead run: %s", ", ".join(reclaimed))
-    registry = DatasetRegistry(config.state_dir)
+    registry = (SharedDatasetRegistry if config.shared else DatasetRegistry)(config.state_dir)
     app[DATASETS] = registry
     try:
         dataset = await registry.load_default(config.data)
@@ -86,18 +93,32 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
-    host = LedgerHost(str(app[CONFIG].state_dir), app[CONFIG].fsync)
+    host, store = open_store(app[CONFIG], app[FRONTEND])
     await asyncio.to_thread(host.start)
     app[LEDGER] = host
+    if store is not None:
+        app[STORE] = store
+        registry = app[DATASETS]
+        assert isinstance(registry, SharedDatasetRegistry)
+        registry.store = store
     yield
+    if store is not None:
+        await store.close()
     await asyncio.to_thread(host.shutdown)
 
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     config, host, registry = app[CONFIG], app[LEDGER], app[DATASETS]
-    recovered = await asyncio.to_thread(host.ledger.recovered)
+    store = app.get(STORE)
+    # With a shared store, this process only caches its own jobs; the store has all of them.
+    recovered = Recovered() if store is not None else await asyncio.to_thread(host.ledger.recovered)
     if recovered.torn_bytes:
         log.error("the journal ended in a torn line (a crash mid-write): cut %d bytes", recovered.torn_bytes)
+    if isinstance(registry, SharedDatasetRegistry):
+        try:
+            await registry.sync()
+        except StoreUnavailable as error:
+            log.error("cannot load the uploaded data sets yet: %s", error)
     pool = await asyncio.to_thread(start_pool, config.workers, host.ledger, registry.published())
 
     async def reserve(up_to: int) -> None:
@@ -117,11 +138,22 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     answers.dispatcher = dispatcher
     service = Service(registry, jobs, answers, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
+    service.node, service.stop_all = config.node_name, app[FRONTEND].stop_all
     app[SERVICE] = service
-    duties = [
-        asyncio.create_task(duty)
-        for duty in (supervise(service, config.workers), expire_results(service), record_issued(service))
-    ]
+    if store is None:
+        keeping = [expire_results(service), record_issued(service)]
+    else:
+        service.shared = SharedJobs(store, config.node_name, app[FRONTEND], jobs)
+
+        async def sync_datasets() -> None:
+            assert isinstance(registry, SharedDatasetRegistry)
+            for name in await registry.sync():
+                answers.cache.forget_dataset(name)
+
+        keeping = [
+            service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger, sync_datasets)
+        ]
+    duties = [asyncio.create_task(duty) for duty in (supervise(service, config.workers), *keeping)]
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)
     yield
     service.draining = True
@@ -145,7 +177,8 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("stopped; next job id %d", jobs.next_id)
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, frontend: Frontend | None = None) -> web.Application:
+    """`frontend`: which of the node's front-ends this is (server/frontends.py), when there are several."""
     calls = CallLog()
     install_guarded_handler()
     app = web.Application(
@@ -155,6 +188,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[ADMIN_HOST] = config.host
+    app[FRONTEND] = frontend or Frontend()
     app[CALL_LOG] = calls
     if config.admin_token:
         app[ADMIN_TOKEN] = config.admin_token

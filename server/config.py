@@ -37,10 +37,22 @@ class Config:
     fsync: str = "batch"
     cache_gather_ms: float = 2.0
     loop: str = "uvloop"
+    frontends: int = 1
+    store: str | None = None
+    node: str | None = None
 
     @property
     def log_path(self) -> Path:
         return self.log_file or self.state_dir / "webserver.log"
+
+    @property
+    def node_name(self) -> str:
+        return self.node or f"{self.host}:{self.port}"
+
+    @property
+    def shared(self) -> bool:
+        """Jobs live in a store shared with other processes (several front-ends, or Redis)."""
+        return self.frontends > 1 or self.store is not None
 
 
 def default_workers() -> int:
@@ -59,6 +71,19 @@ def positive_int(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return number
+
+
+def frontends_count(text: str) -> int:
+    """A number, or `auto`: one front-end per two CPUs (the workers and the kernel need the rest)."""
+    if text == "auto":
+        return max(1, (os.cpu_count() or 1) // 2)
+    return positive_int(text)
+
+
+def store_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected redis://HOST:PORT/DB (or rediss://, unix://)")
+    return text
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -176,6 +201,21 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default="uvloop",
         help="event loop: uvloop (default; less CPU per request) or the standard asyncio loop",
     )
+    parser.add_argument(
+        "--frontends",
+        type=frontends_count,
+        default=1,
+        help="HTTP front-end processes sharing the port (SO_REUSEPORT); 'auto': one per two CPUs (default 1)",
+    )
+    parser.add_argument(
+        "--store",
+        type=store_url,
+        default=None,
+        metavar="URL",
+        help="keep job ids, states and results in Redis (redis://HOST:PORT/DB) to serve as one of several nodes"
+        " (default: the embedded store, in --state-dir)",
+    )
+    parser.add_argument("--node", default=None, help="this node's name in /api/health and the log (default HOST:PORT)")
     args = parser.parse_args(argv)
     if args.cache_entries < 0:
         parser.error("--cache-entries must be 0 or more")
@@ -213,4 +253,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         fsync=args.fsync,
         cache_gather_ms=args.cache_gather_ms,
         loop=args.loop,
+        frontends=args.frontends,
+        store=args.store,
+        node=args.node,
     )

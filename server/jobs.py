@@ -90,6 +90,13 @@ class JobTable:
         self._idle.clear()
         return job_id
 
+    def adopt(self, job_id: int) -> None:
+        """A job whose id came from a shared store (server/shared.py): running here."""
+        self._next_id = max(self._next_id, job_id + 1)
+        self.running.add(job_id)
+        self.statuses[job_id] = "running"
+        self._idle.clear()
+
     async def _extend(self, up_to: int) -> None:
         try:
             await self._reserve(up_to)
@@ -134,6 +141,15 @@ class JobTable:
             self._finished_at.pop(job_id, None)
             self.expired_below += 1
         return self.expired_below
+
+    def finished_since(self, age_s: float) -> list[Reply]:
+        """The replies of jobs finished in the last `age_s` seconds (to save them again)."""
+        since = time.monotonic() - age_s
+        return [
+            (job_id, self.statuses[job_id], self.replies[job_id])
+            for job_id, finished_at in self._finished_at.items()
+            if finished_at >= since and job_id in self.replies
+        ]
 
     def lookup(self, job_id: int) -> tuple[int, bytes]:
         """get_results' status code and body for a job id."""

@@ -13,7 +13,9 @@ from server.config import PROJECT_ROOT
 from server.middleware import QUERY_ROUTE, error_response, quoted
 from server.openapi import openapi_bytes
 from server.service import SERVICE
+from server.shared_datasets import parse_shared
 from server.validation import BadRequest, parse_query
+from store.jobstore import StoreUnavailable
 
 JSON = "application/json"
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -30,19 +32,26 @@ async def submit_query(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     if service.draining:
         return error_response(503, "shutting down")
-    if service.unavailable:
-        return error_response(503, service.unavailable, {"Retry-After": "1"})
+    if unreachable := service.unreachable:
+        return error_response(503, unreachable, {"Retry-After": "1"})
     if len(service.jobs.running) >= service.max_queued:
         return error_response(
             503, f"too many jobs queued ({service.max_queued}); try again shortly", {"Retry-After": "1"}
         )
     kind = request.match_info["query"]
     try:
-        query = parse_query(kind, await request.read(), service.catalogs)
+        body = await request.read()
+        query = (
+            await parse_shared(service.registry, kind, body)
+            if service.shared
+            else parse_query(kind, body, service.catalogs)
+        )
     except BadRequest as error:
         return error_response(400, str(error))
     try:
-        job_id = await service.jobs.open()
+        job_id = await (service.shared.open(kind, await request.read()) if service.shared else service.jobs.open())
+    except StoreUnavailable as error:
+        return error_response(503, str(error), {"Retry-After": "1"})
     except Exception as error:
         return error_response(503, f"cannot reserve a job id in the ledger: {error}", {"Retry-After": "1"})
     service.answers.submit(job_id, query)
@@ -86,18 +95,39 @@ async def get_results(request: web.Request) -> web.Response:
     job_id = parse_job_id(request.match_info["job_id"]) or 0
     if wait_s and job_id in service.jobs.running:  # a finished job is answered without an await
         await service.jobs.wait(job_id, wait_s)
-    status, reply = service.jobs.lookup(job_id)
+    if service.shared is None:
+        status, reply = service.jobs.lookup(job_id)
+        return json_bytes(reply, status)
+    try:
+        status, reply = await service.shared.lookup(job_id, wait_s)
+    except StoreUnavailable as error:
+        return error_response(503, str(error), {"Retry-After": "1"})
     return json_bytes(reply, status)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    statuses = request.app[SERVICE].jobs.statuses
-    data = [{f"job_id_{job_id}": statuses[job_id]} for job_id in sorted(statuses)]
+    service = request.app[SERVICE]
+    if service.shared is None:
+        statuses = service.jobs.statuses
+        listed = [(job_id, statuses[job_id]) for job_id in sorted(statuses)]
+    else:
+        try:
+            listed = await service.shared.store.statuses()
+        except StoreUnavailable as error:
+            return error_response(503, str(error), {"Retry-After": "1"})
+    data = [{f"job_id_{job_id}": status} for job_id, status in listed]
     return json_bytes(orjson.dumps({"status": "done", "data": data}))
 
 
 async def num_jobs(request: web.Request) -> web.Response:
-    return json_bytes(orjson.dumps({"num_jobs": len(request.app[SERVICE].jobs.running)}))
+    service = request.app[SERVICE]
+    if service.shared is None:
+        return json_bytes(orjson.dumps({"num_jobs": len(service.jobs.running)}))
+    try:
+        running = await service.shared.store.running()
+    except StoreUnavailable as error:
+        return error_response(503, str(error), {"Retry-After": "1"})
+    return json_bytes(orjson.dumps({"num_jobs": running}))
 
 
 @admin_only
@@ -105,8 +135,13 @@ async def graceful_shutdown(request: web.Request) -> web.Response:
     """Stop taking queries; "running" while accepted jobs remain, then "done"."""
     service = request.app[SERVICE]
     service.draining = True
-    status = "running" if service.jobs.running else "done"
-    return json_bytes(orjson.dumps({"status": status}))
+    running = len(service.jobs.running)
+    if service.shared is not None and not running:
+        try:
+            running = await service.shared.node_running()
+        except StoreUnavailable as error:
+            return error_response(503, str(error), {"Retry-After": "1"})
+    return json_bytes(orjson.dumps({"status": "running" if running else "done"}))
 
 
 async def health(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from compute.pool import QuietPool
 from server.answers import Answers
 from server.datasets import DatasetRegistry
 from server.jobs import JobTable
+from server.shared import SharedJobs
 from store.cells import Catalog
 from store.manager import LedgerHost
 
@@ -27,12 +29,31 @@ class Service:
     ledger_host: LedgerHost
     max_queued: int
     poll_grace_s: float = 0.0
-    draining: bool = False
+    stopping: bool = False
     unavailable: str | None = None
+    shared: SharedJobs | None = None  # the store shared with other front-ends or nodes, if any
+    stop_all: Any = None  # a multiprocessing.Event shared by the node's front-ends, if several
+    node: str = ""
     issued_recorded: int = 0
     retired_pools: list[QuietPool] = field(default_factory=list)  # replaced, still being disposed of
     pools_replaced: int = 0
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    @property
+    def draining(self) -> bool:
+        """Not taking queries: this front-end, or any front-end of the node, was told to stop."""
+        return self.stopping or (self.stop_all is not None and self.stop_all.is_set())
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.stopping = value
+        if value and self.stop_all is not None:
+            self.stop_all.set()
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why queries cannot be taken now (the ledger restarting, the store unreachable), or None."""
+        return self.unavailable or (self.shared.unreachable if self.shared else None)
 
     @property
     def ledger(self) -> Any:
@@ -54,10 +75,13 @@ class Service:
             ledger = {"write_error": f"the job ledger is unreachable: {type(error).__name__}: {error}"}
         ledger["pid"] = self.ledger_host.pid
         ledger["restarts"] = self.ledger_host.restarts
-        problems = [reason for reason in (self.unavailable, ledger["write_error"]) if reason]
+        problems = [reason for reason in (self.unreachable, ledger["write_error"]) if reason]
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
+            "node": self.node,
+            "frontend": os.getpid(),
+            "store": self.shared.store.description if self.shared else "embedded",
             "workers": self.worker_pids(),
             "draining": self.draining,
             "jobs": {

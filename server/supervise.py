@@ -35,7 +35,7 @@ async def supervise(service: Service, workers: int, interval_s: float = 0.05) ->
                 watch.worker_died()
                 retried = service.dispatcher.worker_died()
                 log.error("worker(s) %s died; %d unfinished jobs sent again", sorted(dead), retried)
-            if service.dispatcher.parked:
+            if service.dispatcher.parked and not service.unreachable:
                 service.dispatcher.resend_parked()
             known = current
             continue

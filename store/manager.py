@@ -12,6 +12,7 @@ from typing import Any
 
 from store.ledger import Ledger
 from store.lifeline import as_child_of
+from store.sharedledger import RetentionTuple, SharedLedger
 
 
 def process_context() -> BaseContext:
@@ -28,14 +29,17 @@ class LedgerManager(BaseManager):
 
 
 LedgerManager.register("Ledger", Ledger)
+LedgerManager.register("SharedLedger", SharedLedger)
 
 
 class LedgerHost:
     """Owns the manager process. Blocking: call from a thread, never from the event loop."""
 
-    def __init__(self, state_dir: str, fsync: str = "batch") -> None:
+    def __init__(self, state_dir: str, fsync: str = "batch", shared: RetentionTuple | None = None) -> None:
+        """`shared`: the retention of a ledger shared by several front-ends (store/sharedledger.py)."""
         self._state_dir = state_dir
         self._fsync = fsync
+        self._shared = shared
         self._manager: LedgerManager | None = None
         self._pidfd = -1
         self.ledger: Any = None
@@ -48,7 +52,13 @@ class LedgerHost:
         manager.start(as_child_of, (os.getpid(),))
         self._manager = manager
         self._pidfd = os.pidfd_open(manager._process.pid)  # type: ignore[attr-defined]
-        self.ledger = manager.Ledger(self._state_dir, server_start, self._fsync)  # type: ignore[attr-defined]  # registered below
+        # Ledger and SharedLedger are registered above; the manager makes a proxy method for each.
+        if self._shared is None:
+            self.ledger = manager.Ledger(self._state_dir, server_start, self._fsync)  # type: ignore[attr-defined]
+        else:
+            self.ledger = manager.SharedLedger(  # type: ignore[attr-defined]
+                self._state_dir, server_start, self._shared, self._fsync
+            )
 
     @property
     def pid(self) -> int | None:

@@ -70,6 +70,9 @@ TEST_KINDS = {
     "test_faults.py": "faults",
     "test_hostile.py": "faults",
     "test_stop.py": "faults",
+    "test_frontends.py": "process",
+    "test_redis_store.py": "process",
+    "test_deploy.py": "process",
     "test_browser.py": "browser",
     "test_bench_smoke.py": "bench",
 }

@@ -1,0 +1,24 @@
+"""Which ledger and job store a front-end uses, from the command line (API.md, "Scaling out")."""
+
+from __future__ import annotations
+
+from server.config import Config
+from server.shared import AttachedLedgerHost, Frontend
+from store.jobstore import JobStore
+from store.manager import LedgerHost
+from store.sharedledger import EmbeddedStore
+
+
+def open_store(config: Config, frontend: Frontend) -> tuple[LedgerHost, JobStore | None]:
+    """The ledger's host (what workers journal results through) and the shared job store, if any:
+    - one front-end, no --store: the embedded ledger in a manager process this process owns;
+    - several front-ends, no --store: the node's parent owns a shared ledger; this one attaches;
+    - --store redis://...: Redis is both (store/redisstore.py)."""
+    if config.store is not None:
+        from store.redisstore import RedisLedger, RedisStore  # only when asked: redis is an extra
+
+        retention = (config.keep_results, config.keep_mb * 2**20, config.results_ttl_s)
+        return AttachedLedgerHost(RedisLedger(config.store, retention)), RedisStore(config.store, retention)
+    if frontend.ledger is not None:
+        return AttachedLedgerHost(frontend.ledger, frontend.ledger_pid), EmbeddedStore(frontend.ledger)
+    return LedgerHost(str(config.state_dir), config.fsync), None

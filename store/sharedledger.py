@@ -1,0 +1,255 @@
+"""The embedded job store for several front-ends on one machine: the ledger, shared.
+
+It lives in the manager process, like the single front-end's ledger, and journals the same way,
+but it also hands out the ids (one counter for every front-end, so ids stay dense and ordered), holds
+the running jobs with their queries and the finished replies (so any front-end can answer for any
+job), and applies the retention itself. Front-ends reach it through a manager proxy, from threads
+(`EmbeddedStore`), once per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from store.jobstore import EXPIRED, INVALID, RUNNING, Accepted, StoreUnavailable
+from store.ledger import Ledger
+
+RESERVE_BLOCK = 10_000
+DATASET_INDEX = "index.json"  # the same list server/datasets.py keeps
+HEARTBEAT_TTL_S = 3.0
+RetentionTuple = tuple[int, int, float | None]
+
+
+class SharedLedger(Ledger):
+    """Ledger + ids, running jobs and replies for every front-end of the machine."""
+
+    def __init__(self, state_dir: str, end_interrupted: bool, retention: RetentionTuple, fsync: str = "batch") -> None:
+        super().__init__(state_dir, end_interrupted, fsync)
+        self._keep, self._max_bytes, self._ttl_s = retention
+        recovered = self.recovered()
+        now = time.monotonic()
+        self._replies: dict[int, tuple[str, bytes, float]] = {
+            job_id: (status, reply, now) for job_id, (status, reply) in sorted(recovered.replies.items())
+        }
+        recovered.replies = {}  # the front-ends ask this store; no copy travels to them
+        self._bytes = sum(len(reply) for _, reply, _ in self._replies.values())
+        self._next = recovered.next_id
+        self._expired_up_to = recovered.expired_below - 1
+        self._running: dict[int, tuple[str, str, bytes]] = {}
+        self._heartbeats: dict[str, float] = {}
+        self._shared_lock = threading.Lock()
+        self._datasets_dir = Path(state_dir) / "datasets"
+        self._dataset_number = 0
+        self._trim()
+
+    def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int | str:
+        """The first of len(jobs) new ids, or why none could be reserved (a journal write failed)."""
+        with self._shared_lock:
+            first, last = self._next, self._next + len(jobs) - 1
+            if last > self._reserved:
+                failure = self.reserve(last + RESERVE_BLOCK)
+                if failure:
+                    return failure
+            self._next = last + 1
+            for job_id, (kind, body) in enumerate(jobs, first):
+                self._running[job_id] = (owner, kind, body)
+            self.issued(last)
+            return first
+
+    def finish(self, replies: list[tuple[int, str, bytes]]) -> str | None:
+        """Journal and hold replies; the first reply of a job wins."""
+        with self._shared_lock:
+            fresh = [reply for reply in replies if reply[0] not in self._replies]
+        if not fresh:
+            return None
+        failure = super().finish(fresh)
+        if failure:
+            return failure
+        now = time.monotonic()
+        with self._shared_lock:
+            for job_id, status, reply in fresh:
+                if job_id not in self._replies:
+                    self._running.pop(job_id, None)
+                    self._replies[job_id] = (status, reply, now)
+                    self._bytes += len(reply)
+            self._trim()
+        return None
+
+    def _trim(self) -> None:
+        """Drop the oldest finished jobs beyond the retention; journal the new low mark."""
+        oldest_kept = time.monotonic() - self._ttl_s if self._ttl_s is not None else None
+        dropped = False
+        while self._replies:
+            job_id, (_, reply, finished_at) = next(iter(self._replies.items()))
+            too_many = len(self._replies) > self._keep or self._bytes > self._max_bytes
+            if not (too_many or (oldest_kept is not None and finished_at < oldest_kept)):
+                break
+            del self._replies[job_id]
+            self._bytes -= len(reply)
+            self._expired_up_to = max(self._expired_up_to, job_id)
+            dropped = True
+        if dropped:
+            low = min(min(self._replies, default=self._next), min(self._running, default=self._next))
+            self.expire_below(low)
+
+    def lookup(self, job_id: int) -> tuple[int, bytes]:
+        with self._shared_lock:
+            if self._ttl_s is not None:
+                self._trim()
+            finished = self._replies.get(job_id)
+            if finished is not None:
+                return 200, finished[1]
+            if job_id in self._running:
+                return 200, RUNNING
+            if 0 < job_id <= self._expired_up_to:
+                return 404, EXPIRED
+            return 404, INVALID
+
+    def statuses(self) -> list[tuple[int, str]]:
+        with self._shared_lock:
+            listed = [(job_id, status) for job_id, (status, _, _) in self._replies.items()]
+            listed += [(job_id, "running") for job_id in self._running]
+        return sorted(listed)
+
+    def running(self, owners: Sequence[str] | None = None) -> int:
+        with self._shared_lock:
+            if owners is None:
+                return len(self._running)
+            wanted = set(owners)
+            return sum(1 for owner, _, _ in self._running.values() if owner in wanted)
+
+    def heartbeat(self, owner: str) -> None:
+        with self._shared_lock:
+            self._heartbeats[owner] = time.monotonic()
+
+    def claim_orphans(self, owner: str, including_own: bool) -> list[Accepted]:
+        """Jobs whose owner stopped its heartbeat (and, `including_own`, those of an earlier life
+        of `owner`) move to `owner`."""
+        now = time.monotonic()
+        with self._shared_lock:
+            self._heartbeats[owner] = now
+            dead = {name for name, seen in self._heartbeats.items() if now - seen > HEARTBEAT_TTL_S}
+            live = set(self._heartbeats) - dead
+            claimed = []
+            for job_id, (holder, kind, body) in self._running.items():
+                if (holder == owner and including_own) or (holder != owner and holder not in live):
+                    claimed.append(Accepted(job_id, kind, body))
+            for job_id, kind, body in claimed:
+                self._running[job_id] = (owner, kind, body)
+            for name in dead:
+                del self._heartbeats[name]
+        return claimed
+
+    def new_dataset_name(self) -> str:
+        with self._shared_lock:
+            taken = [int(name[6:]) for name in self._dataset_index() if name[6:].isdecimal()]
+            self._dataset_number = max([self._dataset_number, *taken]) + 1
+            return f"upload{self._dataset_number}"
+
+    def keep_dataset(self, name: str, label: str, content: bytes) -> None:
+        """The file and the list, as the single front-end keeps them (server/datasets.py), so a
+        restart with one front-end finds them too."""
+        with self._shared_lock:
+            self._datasets_dir.mkdir(parents=True, exist_ok=True)
+            (self._datasets_dir / f"{name}.csv").write_bytes(content)
+            self._write_dataset_index({**self._dataset_index(), name: label})
+
+    def datasets(self) -> dict[str, str]:
+        with self._shared_lock:
+            return self._dataset_index()
+
+    def dataset_content(self, name: str) -> bytes:
+        return (self._datasets_dir / f"{name}.csv").read_bytes()
+
+    def remove_dataset(self, name: str) -> None:
+        with self._shared_lock:
+            index = self._dataset_index()
+            index.pop(name, None)
+            self._write_dataset_index(index)
+            (self._datasets_dir / f"{name}.csv").unlink(missing_ok=True)
+
+    def _dataset_index(self) -> dict[str, str]:
+        try:
+            index: dict[str, str] = orjson.loads((self._datasets_dir / DATASET_INDEX).read_bytes())
+        except FileNotFoundError:
+            return {}
+        return index
+
+    def _write_dataset_index(self, index: dict[str, str]) -> None:
+        temporary = self._datasets_dir / f"{DATASET_INDEX}.tmp"
+        temporary.write_bytes(orjson.dumps(index))
+        os.replace(temporary, self._datasets_dir / DATASET_INDEX)
+
+    def close(self, next_id: int) -> str | None:
+        """A front-end stopped: journal where the ids go on; the journal stays open for the others."""
+        with self._shared_lock, self._lock:
+            return self._append(b'{"next":%d}\n' % max(next_id, self._next))
+
+
+class EmbeddedStore:
+    """The JobStore of `--frontends N` without --store: calls on the shared ledger, in threads."""
+
+    description = "embedded"
+
+    def __init__(self, ledger: Any) -> None:
+        self._ledger = ledger
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(getattr(self._ledger, method), *args)
+        except (OSError, EOFError) as error:
+            raise StoreUnavailable(f"the job ledger is unreachable: {error}") from error
+
+    async def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int:
+        first = await self._call("accept", owner, list(jobs))
+        if isinstance(first, str):
+            raise StoreUnavailable(f"cannot reserve job ids: {first}")
+        return int(first)
+
+    async def lookup(self, job_id: int) -> tuple[int, bytes]:
+        status, body = await self._call("lookup", job_id)
+        return int(status), bytes(body)
+
+    async def statuses(self) -> list[tuple[int, str]]:
+        return list(await self._call("statuses"))
+
+    async def running(self, owners: Sequence[str] | None = None) -> int:
+        return int(await self._call("running", None if owners is None else list(owners)))
+
+    async def heartbeat(self, owner: str) -> None:
+        await self._call("heartbeat", owner)
+
+    async def claim_orphans(self, owner: str, including_own: bool) -> list[Accepted]:
+        return [Accepted(*job) for job in await self._call("claim_orphans", owner, including_own)]
+
+    async def new_dataset_name(self) -> str:
+        return str(await self._call("new_dataset_name"))
+
+    async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
+        await self._call("keep_dataset", name, label, content)
+
+    async def datasets(self) -> dict[str, str]:
+        return dict(await self._call("datasets"))
+
+    async def dataset_content(self, name: str) -> bytes:
+        return bytes(await self._call("dataset_content", name))
+
+    async def remove_dataset(self, name: str) -> None:
+        await self._call("remove_dataset", name)
+
+    def restarted(self) -> bool:
+        return False  # the manager process is the node's; it does not restart under it
+
+    async def health(self) -> dict[str, Any]:
+        return {"store": self.description}
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,165 @@
+"""`--frontends N` (API.md, "Scaling out"): several front-end processes on one port, one service.
+
+Every call of `Server.call` opens a new connection, which the kernel hands to one of the
+front-ends (SO_REUSEPORT), so reading each job several times reads it through every front-end.
+"""
+
+import json
+import math
+import os
+import signal
+import time
+
+import pytest
+from reference import QUERY_NAMES, load_rows, reference
+from serverproc import PROJECT_ROOT, segments_of
+from test_process import OBESITY, SHUTTING_DOWN, mixed_queries
+
+SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
+STATE_QUERIES = {"state_mean", "state_diff_from_mean", "state_mean_by_category"}
+READS_PER_JOB = 8
+REL_TOL = 1e-9
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample_rows():
+    return load_rows(SAMPLE)
+
+
+def assert_matches(got, want):
+    assert list(got) == list(want)
+    for key, value in want.items():
+        if isinstance(value, dict):
+            assert_matches(got[key], value)
+        else:
+            assert math.isclose(got[key], value, rel_tol=REL_TOL), (key, got[key], value)
+
+
+def frontend_pids(server, calls=30):
+    """The front-end pids that answered `calls` health requests, each on a new connection."""
+    return {server.get_json("/api/health")["frontend"] for _ in range(calls)}
+
+
+def every_query(rows):
+    """(query, body, expected data) for each of the nine queries."""
+    cases = []
+    for query in QUERY_NAMES:
+        state = "Ohio" if query in STATE_QUERIES else None
+        body = {"question": OBESITY, **({"state": state} if state else {})}
+        cases.append((query, body, reference(rows, query, OBESITY, state)))
+    return cases
+
+
+def test_every_query_reads_the_same_from_every_front_end(servers, tmp_path, sample_rows):
+    server = servers(tmp_path / "state", args=("--frontends", "2", "--node", "alpha"))
+    pids = frontend_pids(server)
+    assert len(pids) == 2, f"two front-ends should share the port, saw {pids}"
+    health = server.get_json("/api/health")
+    assert (health["node"], health["store"]) == ("alpha", "embedded")
+
+    cases = every_query(sample_rows)
+    ids = [server.submit(query, body) for query, body, _ in cases]
+    assert len(set(ids)) == len(ids)
+    for job_id, (query, _, want) in zip(ids, cases, strict=True):
+        first = server.result(job_id)
+        for _ in range(READS_PER_JOB):
+            status, body = server.call("GET", f"/api/get_results/{job_id}")
+            assert (status, body) == (200, first), f"{query}: the front-ends disagree"
+        reply = json.loads(first)
+        assert reply["status"] == "done", reply
+        assert_matches(reply["data"], want)
+    status, body = server.call("GET", "/api/get_results/job_id_9999")
+    assert (status, json.loads(body)) == (404, {"status": "error", "reason": "Invalid job_id"})
+
+
+def test_ids_are_dense_and_unique_and_jobs_speaks_for_every_front_end(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    ids = server.submit_all(mixed_queries(300))
+    numbers = sorted(int(job_id.removeprefix("job_id_")) for job_id in ids)
+    assert numbers == list(range(1, 301)), "one counter for every front-end: no id twice, none skipped"
+    for job_id in ids:
+        assert json.loads(server.result(job_id))["status"] == "done", job_id
+    for _ in range(6):  # every front-end lists every job
+        assert server.get_json("/api/jobs")["data"] == [{f"job_id_{n}": "done"} for n in range(1, 301)]
+        assert server.get_json("/api/num_jobs") == {"num_jobs": 0}
+
+
+def test_graceful_shutdown_and_sigterm_drain_every_front_end_and_a_restart_keeps_all(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    pids = frontend_pids(server)
+    ids = server.submit_all(mixed_queries(200))
+
+    assert server.get_json("/api/graceful_shutdown") in ({"status": "running"}, {"status": "done"})
+    for _ in range(8):  # whichever front-end the connection reaches refuses
+        status, body = server.call("POST", "/api/states_mean", {"question": OBESITY})
+        assert (status, json.loads(body)) == (503, SHUTTING_DOWN)
+    results = {job_id: server.result(job_id) for job_id in ids}
+    assert all(json.loads(body)["status"] == "done" for body in results.values())
+    assert server.get_json("/api/graceful_shutdown") == {"status": "done"}
+
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    server.assert_released()
+    for pid in pids:
+        assert segments_of(pid) == [], f"front-end {pid} left shared memory"
+
+    again = servers(tmp_path / "state", args=("--frontends", "2"))
+    for job_id, body in results.items():
+        assert again.result(job_id, timeout=0) == body, job_id
+    assert again.submit("global_mean", {"question": OBESITY}) == "job_id_201"
+
+
+UPLOAD_ROWS = [
+    ("Ohio", OBESITY, "30.5", "Total", "Total"),
+    ("Ohio", OBESITY, "33.5", "Age (years)", "18 - 24"),
+    ("Utah", OBESITY, "25.0", "Total", "Total"),
+    ("Utah", OBESITY, "", "Total", "Total"),
+]
+
+
+def upload(server, tmp_path):
+    """Upload a small CSV (as a text/csv body); its id and the reference's states_mean of it."""
+    path = tmp_path / "small.csv"
+    lines = ["LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1"]
+    lines += [",".join(f'"{field}"' for field in row) for row in UPLOAD_ROWS]
+    path.write_text("\n".join(lines) + "\n")
+    status, body = server.call("POST", "/api/datasets?name=small.csv", path.read_bytes())
+    assert status == 200, body
+    return json.loads(body)["dataset"], reference(load_rows(path), "states_mean", OBESITY)
+
+
+def test_an_upload_to_one_front_end_is_queried_through_every_front_end(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    dataset, want = upload(server, tmp_path)
+    for _ in range(8):  # each POST on a new connection, whichever front-end it reaches
+        job_id = server.submit("states_mean", {"question": OBESITY, "dataset": dataset})
+        assert_matches(json.loads(server.result(job_id))["data"], want)
+
+
+def test_a_killed_front_end_is_started_again_and_its_jobs_end_done(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    deadline = time.monotonic() + 30
+    while True:  # the victim's own health reply names its workers
+        health = server.get_json("/api/health")
+        if health["frontend"] == max(frontend_pids(server)):
+            break
+        assert time.monotonic() < deadline
+    victim, workers = health["frontend"], health["workers"]
+    for pid in workers:  # its jobs stay running until it dies
+        os.kill(pid, signal.SIGSTOP)
+    ids = [server.submit(query, body) for query, body in mixed_queries(40)]
+
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    for job_id in ids:
+        while True:  # connections the kernel had queued on the dead front-end's socket are reset
+            try:
+                reply = json.loads(server.result(job_id, timeout=max(1, deadline - time.monotonic())))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{job_id}: no answer"
+                time.sleep(0.1)
+        assert reply["status"] == "done", (job_id, reply)
+    assert victim not in frontend_pids(server)
+    assert len(frontend_pids(server)) == 2, "the dead front-end was replaced"
