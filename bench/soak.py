@@ -183,7 +183,8 @@ class Mix:
             self.highest_id = max(self.highest_id, int(job_id.removeprefix("job_id_")))
             async with session.get(f"{self.base}/api/get_results/{job_id}?wait=5") as response:
                 reply = orjson.loads(await response.read())
-            self.tally("long-poll", response.status == 200 and reply["status"] == "done", reply)
+            # "running" after the 5 s wait is the contract too (a machine loaded beyond the load)
+            self.tally("long-poll", response.status == 200 and reply["status"] in ("done", "running"), reply)
 
     async def old_reads(self, session: aiohttp.ClientSession, rng: random.Random, stop_at: float) -> None:
         while time.monotonic() < stop_at:
@@ -193,7 +194,7 @@ class Mix:
             job_id = rng.randint(1, self.highest_id)
             async with session.get(f"{self.base}/api/get_results/job_id_{job_id}") as response:
                 reply = orjson.loads(await response.read())
-            kept = response.status == 200 and reply["status"] == "done"
+            kept = response.status == 200 and reply["status"] in ("done", "running")  # a recent id may still run
             self.tally("old read", kept or (response.status == 404 and reply["reason"] == "expired"), reply)
 
     async def uploads(self, session: aiohttp.ClientSession, stop_at: float) -> None:

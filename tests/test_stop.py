@@ -142,9 +142,12 @@ def test_the_server_sigkilled_alone_leaves_no_process_behind(servers, tmp_path, 
     again = servers(tmp_path / "state")
     assert segments_of(server.pid) == [], f"left by the dead run: {left}"
     if load:
-        # Done means journalled: every job the dead server had answered as done is still done.
-        done = [job for job in load.accepted if json.loads(again.result(job, timeout=0))["status"] == "done"]
-        assert done, "no job finished before the kill"
+        # Every accepted job has ended (done, or "interrupted by a restart"); one accepted in the
+        # last few ms before the kill may be unknown (README, "Job ids after a crash").
+        replies = [again.call("GET", f"/api/get_results/{job}") for job in load.accepted]
+        statuses = [json.loads(body)["status"] if status == 200 else status for status, body in replies]
+        assert set(statuses) <= {"done", "error", 404}, statuses
+        assert statuses.count("done") > 0, "no job finished before the kill"
 
 
 @pytest.mark.slow
