@@ -144,17 +144,24 @@ class Server:
             time.sleep(0.1)
         pytest.fail(f"the server was not ready within {READY_TIMEOUT_S} s:\n{self.output()}")
 
-    def call(self, method, path, body=None, timeout=10):
-        """(status, body bytes); `body` is JSON-encoded unless it is bytes."""
+    def fetch(self, method, path, body=None, headers=None, timeout=10):
+        """(status, headers, body bytes) of one request; `body` is JSON-encoded unless it is bytes."""
         if body is not None and not isinstance(body, bytes):
             body = json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=body, method=method, headers=headers or {}
+        )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(request, timeout=timeout) as response:
-                return response.status, response.read()
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
-            return error.code, error.read()
+            return error.code, error.headers, error.read()
+
+    def call(self, method, path, body=None, timeout=10):
+        """(status, body bytes); `body` is JSON-encoded unless it is bytes."""
+        status, _, reply = self.fetch(method, path, body, timeout=timeout)
+        return status, reply
 
     def get_json(self, path):
         status, body = self.call("GET", path)

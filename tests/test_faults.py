@@ -22,8 +22,6 @@ import random
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from unittest import mock
 
@@ -64,21 +62,8 @@ def launch(servers):
     return start
 
 
-def fetch(server, method, path, body=None, headers=None, timeout=10):
-    """(status, headers, body bytes) of one request; `body` is JSON-encoded unless it is bytes."""
-    if body is not None and not isinstance(body, bytes):
-        body = json.dumps(body).encode()
-    request = urllib.request.Request(f"{server.url}{path}", data=body, method=method, headers=headers or {})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-
-
 def json_reply(server, method, path, body=None, headers=None):
-    status, _, reply = fetch(server, method, path, body, headers)
+    status, _, reply = server.fetch(method, path, body, headers)
     return status, json.loads(reply)
 
 
@@ -438,7 +423,7 @@ def test_the_manager_killed_while_idle_is_restarted_and_nothing_is_lost(launch, 
     deadline = time.monotonic() + 30
     while True:  # probe with queries while it recovers: each answers at once, 200 or 503
         kind, body = random_query(rng, questions, states)
-        status, headers, reply = fetch(server, "POST", f"/api/{kind}", body, timeout=10)
+        status, headers, reply = server.fetch("POST", f"/api/{kind}", body, timeout=10)
         if status == 200:
             accepted.append(json.loads(reply)["job_id"])
         else:
@@ -702,7 +687,7 @@ def test_a_start_reclaims_a_dead_runs_shared_memory_and_nothing_else(launch, tmp
 
 
 def upload(server, headers=None):
-    return fetch(server, "POST", "/api/datasets", SMALL_CSV, {"Content-Type": "text/csv", **(headers or {})})
+    return server.fetch("POST", "/api/datasets", SMALL_CSV, {"Content-Type": "text/csv", **(headers or {})})
 
 
 def assert_forbidden(status, body, context):
@@ -738,11 +723,11 @@ def test_with_an_admin_token_the_admin_routes_need_it(launch, tmp_path, given_by
     assert dataset_ids(server) == ["default", "upload1"]
 
     for what, headers in refused.items():
-        status, _, body = fetch(server, "GET", "/api/graceful_shutdown", headers=headers)
+        status, _, body = server.fetch("GET", "/api/graceful_shutdown", headers=headers)
         assert_forbidden(status, body, f"GET /api/graceful_shutdown with {what}")
     job_id = server.submit("global_mean", {"question": OBESITY})  # the refusals did not start a drain
     assert status_of(server, job_id) == "done"
-    status, _, body = fetch(server, "GET", "/api/graceful_shutdown", headers={"Authorization": f"Bearer {TOKEN}"})
+    status, _, body = server.fetch("GET", "/api/graceful_shutdown", headers={"Authorization": f"Bearer {TOKEN}"})
     assert (status, json.loads(body)) == (200, {"status": "done"})
     assert json_reply(server, "POST", "/api/global_mean", {"question": OBESITY}) == (
         503,
@@ -825,7 +810,7 @@ def test_past_max_queued_a_query_gets_503_with_retry_after(launch, tmp_path):
             for query in ("states_mean", "best5", "worst5", "global_mean", "diff_from_mean")
         ]
         assert server.get_json("/api/num_jobs") == {"num_jobs": 5}
-        status, headers, body = fetch(server, "POST", "/api/mean_by_category", {"question": OBESITY})
+        status, headers, body = server.fetch("POST", "/api/mean_by_category", {"question": OBESITY})
         assert_unavailable(status, headers, body, "the 6th query with --max-queued 5")
         for job_id in ids:
             assert json_reply(server, "GET", f"/api/get_results/{job_id}") == (200, {"status": "running"})
