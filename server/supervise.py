@@ -73,7 +73,7 @@ async def replace_pool(service: Service, workers: int) -> None:
 
 
 def retire(pool: QuietPool, retired: list[QuietPool]) -> None:
-    """Dispose of a replaced pool, then stop holding it (see "Not done" in docs/notes-issue10.md:
+    """Dispose of a replaced pool, then stop holding it (see "Known limits" under Reliability in README.md:
     something else still does, with its queues' semaphores and pipes)."""
     dispose(pool)
     retired.remove(pool)
