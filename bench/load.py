@@ -88,11 +88,12 @@ async def run_job(session: aiohttp.ClientSession, base: str, query_url: URL, bod
             payload = await response.read()
             if response.status != 200:
                 raise JobFailed(f"get_results: {response.status}")
-        status = orjson.loads(payload)["status"]
+        reply = orjson.loads(payload)
+        status = reply["status"]
         if status == "done":
             return polls
         if status != "running":
-            raise JobFailed(f"job ended with status {status!r}")
+            raise JobFailed(f"job ended with status {status!r}: {reply.get('reason')}")
         if poll_interval:
             await asyncio.sleep(poll_interval)
 
