@@ -43,6 +43,17 @@ QUESTIONS_BEST_IS_MAX = (
     "Percent of adults who engage in muscle-strengthening activities on 2 or more days a week",
 )
 
+# The columns the service reads, in the order tests write them into the CSV files they make.
+CSV_COLUMNS = (
+    "YearStart",
+    "YearEnd",
+    "LocationDesc",
+    "Question",
+    "Data_Value",
+    "StratificationCategory1",
+    "Stratification1",
+)
+
 QUERY_NAMES = (
     "states_mean",
     "state_mean",

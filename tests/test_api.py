@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import PROJECT_ROOT, SHARED_DATA_DIR
-from reference import QUERY_NAMES, QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
+from reference import CSV_COLUMNS, QUERY_NAMES, QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
 
 from server.app import create_app
 from server.config import Config
@@ -163,15 +163,7 @@ def assert_matches(got, want, abs_tol=0.0):
 def write_csv(
     path,
     rows,
-    header=(
-        "YearStart",
-        "YearEnd",
-        "LocationDesc",
-        "Question",
-        "Data_Value",
-        "StratificationCategory1",
-        "Stratification1",
-    ),
+    header=CSV_COLUMNS,
 ):
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)

@@ -14,20 +14,11 @@ import sys
 
 import pytest
 from conftest import PROJECT_ROOT
+from reference import QUERY_NAMES
 
 BENCH = PROJECT_ROOT / "bench"
 SCRIPT_TIMEOUT_S = 120
-QUERY_KINDS = {
-    "states_mean",
-    "state_mean",
-    "best5",
-    "worst5",
-    "global_mean",
-    "diff_from_mean",
-    "state_diff_from_mean",
-    "mean_by_category",
-    "state_mean_by_category",
-}
+QUERY_KINDS = set(QUERY_NAMES)
 
 
 def run_script(*args, timeout=SCRIPT_TIMEOUT_S):

@@ -22,20 +22,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from reference import load_rows, reference
+from reference import CSV_COLUMNS, load_rows, reference
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "data" / "sample.csv"
 OBESITY = "Percent of adults aged 18 years and older who have obesity"
-HEADER = [
-    "YearStart",
-    "YearEnd",
-    "LocationDesc",
-    "Question",
-    "Data_Value",
-    "StratificationCategory1",
-    "Stratification1",
-]
 REL_TOL = 1e-9
 
 
@@ -79,7 +70,7 @@ def parse_raw(reply):
 def csv_file(rows):
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(HEADER)
+    writer.writerow(CSV_COLUMNS)
     writer.writerows(rows)
     return text.getvalue().encode()
 

@@ -9,22 +9,13 @@ import random
 
 import numpy as np
 import pytest
-from reference import QUERY_NAMES, STATE_QUERY_NAMES, load_rows, reference
+from reference import CSV_COLUMNS, QUERY_NAMES, STATE_QUERY_NAMES, load_rows, reference
 from test_queries import compare
 
 import store.cells
 from compute.queries import run_query
 from store.dataset import load_dataset
 
-HEADER = [
-    "YearStart",
-    "YearEnd",
-    "LocationDesc",
-    "Question",
-    "Data_Value",
-    "StratificationCategory1",
-    "Stratification1",
-]
 OBESITY = "Percent of adults aged 18 years and older who have obesity"
 WIDE = 10_000
 
@@ -49,7 +40,7 @@ def wide(tmp_path_factory):
     path = tmp_path_factory.mktemp("wide") / "wide.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(HEADER)
+        writer.writerow(CSV_COLUMNS)
         writer.writerows(wide_rows(WIDE))
     dataset = load_dataset(path)
     yield load_rows(path), dataset
