@@ -25,6 +25,7 @@ import asyncio
 import shlex
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -161,79 +162,38 @@ def concurrency(server: str, workers: int) -> str:
     return {"ours": str(workers), "original": f"{workers} threads"}.get(server.split()[0], "-")
 
 
+# The columns of the per-run and the median tables: (header, cell of a run or of a median row).
+# A column named only in RUN_ONLY or MEDIAN_ONLY appears in that table alone.
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+COLUMNS: list[Column] = [
+    ("server", lambda row: row["server"]),
+    ("size", lambda row: row["size"]),
+    ("workers", lambda row: concurrency(row["server"], row["workers"])),
+    ("runs", lambda row: str(row["repeats"])),
+    ("measured s", lambda row: fmt(row["duration"], 0)),
+    ("startup s", lambda row: fmt(row["startup_s"], 2)),
+    ("jobs/s", lambda row: fmt(row["jobs_per_s"])),
+    ("CPU us/job", lambda row: fmt(row["cpu_us_per_job"], 0)),
+    ("cores", lambda row: fmt(row["server_cores"], 2)),
+    ("p50 ms", lambda row: fmt(row["p50_ms"])),
+    ("p99 ms", lambda row: fmt(row["p99_ms"])),
+    ("errors", lambda row: str(row["errors"])),
+    ("exit", lambda row: str(row["exit_code"])),
+    ("other CPU", lambda row: percent(row["other_cpu_during"])),
+]
+RUN_ONLY = {"exit"}
+MEDIAN_ONLY = {"runs", "measured s"}
+
+
+def columns_table(rows: list[dict[str, Any]], leave_out: set[str]) -> str:
+    columns = [column for column in COLUMNS if column[0] not in leave_out]
+    cells = [[cell(row) for _, cell in columns] for row in rows]
+    return table([header for header, _ in columns], cells, labels=3)
+
+
 def render(runs: list[dict[str, Any]], summary: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
-    run_rows = [
-        [
-            run["server"],
-            run["size"],
-            concurrency(run["server"], run["workers"]),
-            fmt(run["startup_s"], 2),
-            fmt(run["jobs_per_s"]),
-            fmt(run["cpu_us_per_job"], 0),
-            fmt(run["server_cores"], 2),
-            fmt(run["p50_ms"]),
-            fmt(run["p99_ms"]),
-            str(run["errors"]),
-            str(run["exit_code"]),
-            percent(run["other_cpu_during"]),
-        ]
-        for run in runs
-    ]
-    runs_table = table(
-        [
-            "server",
-            "size",
-            "workers",
-            "startup s",
-            "jobs/s",
-            "CPU us/job",
-            "cores",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "exit",
-            "other CPU",
-        ],
-        run_rows,
-        labels=3,
-    )
-    summary_rows = [
-        [
-            item["server"],
-            item["size"],
-            concurrency(item["server"], item["workers"]),
-            str(item["repeats"]),
-            fmt(item["duration"], 0),
-            fmt(item["startup_s"], 2),
-            fmt(item["jobs_per_s"]),
-            fmt(item["cpu_us_per_job"], 0),
-            fmt(item["server_cores"], 2),
-            fmt(item["p50_ms"]),
-            fmt(item["p99_ms"]),
-            str(item["errors"]),
-            percent(item["other_cpu_during"]),
-        ]
-        for item in summary
-    ]
-    summary_table = table(
-        [
-            "server",
-            "size",
-            "workers",
-            "runs",
-            "measured s",
-            "startup s",
-            "jobs/s",
-            "CPU us/job",
-            "cores",
-            "p50 ms",
-            "p99 ms",
-            "errors",
-            "other CPU",
-        ],
-        summary_rows,
-        labels=3,
-    )
+    runs_table = columns_table(runs, MEDIAN_ONLY)
+    summary_table = columns_table(summary, RUN_ONLY)
     ratio_rows = [
         [
             f"{item['server']} / {item['versus']}",
