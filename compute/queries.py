@@ -1,7 +1,9 @@
 """The nine queries (and the `trend` extension) as vectorised NumPy functions of a data set's cell arrays.
 
 Each kernel takes one question's contiguous slice of cells (optionally narrowed by years), groups it
-with `np.unique` + `np.bincount`, and builds the result dict in the order API.md fixes. Orders use a
+(groups are runs of sorted cells), and builds the result dict in the order API.md fixes. Sums are
+exact integer digits (store/exactsum.py), so every mean is the correctly rounded mean of its rows,
+whichever route asks: a state's `state_mean` is its value in `states_mean`, to the last bit. Orders use a
 stable sort over codes that are already in name order, so ties come out alphabetically, exactly as
 the original's `sorted(..., reverse=...)` over alphabetically grouped states.
 """
@@ -9,7 +11,7 @@ the original's `sorted(..., reverse=...)` over alphabetically grouped states.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from store.cells import NO_STRATUM
 from store.csvfile import NO_YEAR
 from store.dataset import Dataset
+from store.exactsum import exact_mean, exact_means
 
 LOWER_IS_BETTER = frozenset(
     {
@@ -63,21 +66,43 @@ class Cells:
 
     state: np.ndarray
     stratum: np.ndarray
-    sums: np.ndarray
+    sums: np.ndarray  # (cells, limbs) exact digits
     counts: np.ndarray
     year_start: np.ndarray
     year_end: np.ndarray
+    scale: int
 
     def where(self, keep: np.ndarray) -> Cells:
         """The cells where `keep` is true."""
-        return Cells(*(getattr(self, field.name)[keep] for field in fields(self)))
+        return Cells(
+            self.state[keep],
+            self.stratum[keep],
+            self.sums[keep],
+            self.counts[keep],
+            self.year_start[keep],
+            self.year_end[keep],
+            self.scale,
+        )
+
+    def mean(self) -> float:
+        """The mean over all these cells."""
+        return exact_mean(self.sums.sum(axis=0), int(self.counts.sum()), self.scale)
 
 
 def select(dataset: Dataset, question: int, years: tuple[int, int] | None) -> Cells:
     arrays = dataset.arrays
     start, stop = arrays["question_start"][question : question + 2]
     part = slice(int(start), int(stop))
-    cells = Cells(*(arrays[name][part] for name in ("state", "stratum", "sum", "count", "year_start", "year_end")))
+    catalog = dataset.catalog
+    cells = Cells(
+        arrays["state"][part],
+        arrays["stratum"][part],
+        arrays["sum"].reshape(-1, catalog.limbs)[part],
+        arrays["count"][part],
+        arrays["year_start"][part],
+        arrays["year_end"][part],
+        catalog.scale,
+    )
     if years is None:
         return cells
     first, last = years
@@ -85,24 +110,21 @@ def select(dataset: Dataset, question: int, years: tuple[int, int] | None) -> Ce
     return cells.where(keep)
 
 
-def group_means(keys: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys and the mean of each (total sum over total count).
+def group_means(keys: np.ndarray, cells: Cells) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (one per cell, sorted) and the exact mean of each key's cells.
 
     Cells are sorted by (question, state, stratum), so within one question's slice the keys of
     every grouping here are already sorted: a group is a run, found in one linear pass.
     """
     if len(keys) == 0:
-        return keys, sums
+        return keys, np.zeros(0)
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.add.reduceat(sums, starts) / np.add.reduceat(counts, starts)
+    sums = np.add.reduceat(cells.sums, starts, axis=0)
+    return keys[starts], exact_means(sums, np.add.reduceat(cells.counts, starts), cells.scale)
 
 
 def state_means(cells: Cells) -> tuple[np.ndarray, np.ndarray]:
-    return group_means(cells.state, cells.sums, cells.counts)
-
-
-def global_mean_of(cells: Cells) -> float:
-    return float(cells.sums.sum() / cells.counts.sum())
+    return group_means(cells.state, cells)
 
 
 def ordered(dataset: Dataset, codes: np.ndarray, values: np.ndarray, descending: bool) -> dict[str, float]:
@@ -135,7 +157,7 @@ def states_mean(dataset: Dataset, query: Query) -> Result:
 
 def state_mean(dataset: Dataset, query: Query) -> Result:
     cells = one_state(select(dataset, query.question, query.years), query.state)
-    return {dataset.catalog.states[query.state]: global_mean_of(cells)}
+    return {dataset.catalog.states[query.state]: cells.mean()}
 
 
 def best5(dataset: Dataset, query: Query) -> Result:
@@ -154,27 +176,26 @@ def global_mean(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     if not cells.counts.any():
         raise LookupError("no value for that question")
-    return {"global_mean": global_mean_of(cells)}
+    return {"global_mean": cells.mean()}
 
 
 def diff_from_mean(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     codes, means = state_means(cells)
-    return ordered(dataset, codes, global_mean_of(cells) - means, descending=True)
+    return ordered(dataset, codes, cells.mean() - means, descending=True)
 
 
 def state_diff_from_mean(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
     mine = one_state(cells, query.state)
-    return {dataset.catalog.states[query.state]: global_mean_of(cells) - global_mean_of(mine)}
+    return {dataset.catalog.states[query.state]: cells.mean() - mine.mean()}
 
 
 def mean_by_category(dataset: Dataset, query: Query) -> Result:
     cells = select(dataset, query.question, query.years)
-    stratified = cells.stratum != NO_STRATUM
+    stratified = cells.where(cells.stratum != NO_STRATUM)
     strata = len(dataset.catalog.strata)
-    keys = cells.state[stratified].astype(np.int64) * strata + cells.stratum[stratified]
-    codes, means = group_means(keys, cells.sums[stratified], cells.counts[stratified])
+    codes, means = group_means(stratified.state.astype(np.int64) * strata + stratified.stratum, stratified)
     states, stratum_keys = dataset.catalog.state_reprs, dataset.catalog.stratum_reprs
     names = [f"({states[code // strata]}, {stratum_keys[code % strata]})" for code in codes.tolist()]
     return dict(zip(names, means.tolist(), strict=True))
@@ -182,8 +203,8 @@ def mean_by_category(dataset: Dataset, query: Query) -> Result:
 
 def state_mean_by_category(dataset: Dataset, query: Query) -> Result:
     cells = one_state(select(dataset, query.question, query.years), query.state)
-    stratified = cells.stratum != NO_STRATUM
-    codes, means = group_means(cells.stratum[stratified], cells.sums[stratified], cells.counts[stratified])
+    stratified = cells.where(cells.stratum != NO_STRATUM)
+    codes, means = group_means(stratified.stratum, stratified)
     stratum_keys = dataset.catalog.stratum_reprs
     names = [f"({stratum_keys[code]})" for code in codes.tolist()]
     return {dataset.catalog.states[query.state]: dict(zip(names, means.tolist(), strict=True))}
@@ -203,12 +224,12 @@ def trend(dataset: Dataset, query: Query) -> dict[str, float]:
     start = cells.year_start.astype(np.int64)
     end = cells.year_end.astype(np.int64)
     end = np.where(end == NO_YEAR, start, end)
-    spans, cell_span = np.unique(start * 10_000 + end, return_inverse=True)
-    sums = np.bincount(cell_span, weights=cells.sums, minlength=len(spans))
-    counts = np.bincount(cell_span, weights=cells.counts, minlength=len(spans))
+    span = start * 10_000 + end
+    order = np.argsort(span, kind="stable")
+    spans, means = group_means(span[order], cells.where(order))
     first, last = np.divmod(spans, 10_000)
     keys = [str(a) if a == b else f"{a}-{b}" for a, b in zip(first.tolist(), last.tolist(), strict=True)]
-    return dict(zip(keys, (sums / counts).tolist(), strict=True))
+    return dict(zip(keys, means.tolist(), strict=True))
 
 
 Kernel = Callable[[Dataset, Query], Result]

@@ -81,7 +81,7 @@ async def data_ctx(app: web.Application) -> AsyncIterator[None]:
             "loaded %s: %d rows, %d cells, %d shared bytes",
             config.data,
             dataset.catalog.rows,
-            len(dataset.arrays["sum"]),
+            len(dataset.arrays["count"]),
             dataset.shared_bytes,
         )
         restored = await registry.restore()

@@ -102,7 +102,7 @@ class Service:
             "datasets": {
                 name: {
                     "rows": dataset.catalog.rows,
-                    "cells": len(dataset.arrays["sum"]),
+                    "cells": len(dataset.arrays["count"]),
                     "shared_bytes": dataset.shared_bytes,
                 }
                 for name, dataset in self.registry.datasets.items()

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from store.csvfile import NO_YEAR, Columns
+from store.exactsum import add_by_group, scale_and_limbs
 
 NO_STRATUM = -1
 # Mixed-radix keys must fit an int64 (Python ints are exact, so the product is checked before any
@@ -33,6 +34,8 @@ class Catalog:
     strata: tuple[tuple[str, str], ...]
     year_range: tuple[int, int] | None
     answered: frozenset[tuple[int, int]]
+    scale: int  # a cell's "sum" is its values times 2**scale, as `limbs` digits (store/exactsum.py)
+    limbs: int
 
     @cached_property
     def question_codes(self) -> dict[str, int]:
@@ -77,6 +80,8 @@ def compact(years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict[str, np.ndarray]]:
     """Group the rows into cells; rows with a missing value add nothing and are dropped.
 
+    A cell's sum is exact (store/exactsum.py): its digits, flattened to one int64 array of
+    cells * limbs entries, so every mean over any union of cells is the correctly rounded one.
     A cell's key is one integer (question, state, stratum, years, mixed radix), in that order, so
     ascending keys sort cells by question first and the grouping is a single pass. When that key
     could pass int64 (a wide file), the rows are sorted on the separate columns instead.
@@ -101,14 +106,17 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
     else:
         cell_question, digits, cell_of_row = _group_by_sorting(question, parts)
     state_code, stratum_code, year_start_code, year_end_code = digits
+    scale, limbs = scale_and_limbs(values)
+    sums = add_by_group(limbs, cell_of_row, len(cell_question))
+    del limbs
     arrays: dict[str, np.ndarray] = {
         "question_start": np.searchsorted(cell_question, np.arange(len(columns.questions.names) + 1)).astype(np.int64),
         "state": state_code.astype(np.int32),
         "stratum": (stratum_code - 1).astype(np.int32),
         "year_start": starts_seen[year_start_code].astype(np.int16),
         "year_end": ends_seen[year_end_code].astype(np.int16),
-        "sum": np.bincount(cell_of_row, weights=values, minlength=len(cell_question)),
-        "count": np.bincount(cell_of_row, minlength=len(cell_question)).astype(np.float64),
+        "sum": sums.reshape(-1),
+        "count": np.bincount(cell_of_row, minlength=len(cell_question)).astype(np.int64),
     }
     states = len(columns.states.names)
     answered = np.unique(cell_question * states + state_code)
@@ -122,6 +130,8 @@ def build_cells(columns: Columns, name: str, source: str) -> tuple[Catalog, dict
         strata=strata,
         year_range=(int(years.min()), int(ends_seen.max())) if len(years) else None,
         answered=frozenset(zip((answered // states).tolist(), (answered % states).tolist(), strict=True)),
+        scale=scale,
+        limbs=sums.shape[1],
     )
     return catalog, arrays
 

@@ -251,7 +251,18 @@ def _first_bad_row(bad: np.ndarray, indices: np.ndarray) -> int:
 def _values(dictionary: pa.StringArray, indices: np.ndarray, line_of: Callable[[int], int], label: str) -> np.ndarray:
     """Data_Value as float64; empty is NaN (missing); anything else must be a finite number."""
     text, empty, parsed = _numbers(dictionary)
-    faults = ((~empty & np.isnan(parsed), "is not a number"), (np.isinf(parsed), "is too large"))
+    finite = parsed[np.isfinite(parsed)]
+    # A difference from the mean is at most the spread of the values: it must be a finite float too.
+    with np.errstate(over="ignore"):
+        too_spread = len(finite) > 0 and np.isinf(finite.max() - finite.min())
+    faults = (
+        (~empty & np.isnan(parsed), "is not a number"),
+        (np.isinf(parsed), "is too large"),
+        (
+            np.abs(parsed) == np.abs(finite).max(initial=0) if too_spread else np.zeros(len(parsed), dtype=bool),
+            "is too large: the values' spread passes the largest float64",
+        ),
+    )
     for bad, problem in faults:
         if bad.any():
             row = _first_bad_row(bad, indices)

@@ -55,6 +55,7 @@ def servers():
 # `-m unit`, `-m "not slow"` and the like pick a part of it. A new file must be given a kind here.
 TEST_KINDS = {
     "test_queries.py": "unit",
+    "test_exactsum.py": "unit",
     "test_loading.py": "unit",
     "test_generate.py": "unit",
     "test_reference.py": "unit",

@@ -8,6 +8,7 @@ tests hold the vectorised kernels (compute.queries.run_query) to it.  Speed is n
 """
 
 import csv
+from fractions import Fraction
 
 REQUIRED_COLUMNS = (
     "LocationDesc",
@@ -105,10 +106,8 @@ def _year(text):
 
 
 def _mean(values):
-    total = 0.0
-    for value in values:
-        total += value
-    return total / len(values)
+    # The exact mean of the float64 values (Fractions hold each one exactly), rounded once.
+    return float(sum(map(Fraction, values)) / len(values))
 
 
 def _values_by_state(rows, question):

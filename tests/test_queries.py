@@ -2,9 +2,8 @@
 plain-Python reference (tests/reference.py), for every question of each data file, every query kind,
 and for the state queries every state that has a value for the question.
 
-Checked for each result: same keys in the same order, values equal within 1e-9 relative (for the two
-diff queries also within 1e-9 of the question's global mean, absolute, since a difference near zero
-has no meaningful relative error), every value a Python float (exactly `float`) that is finite.
+Checked for each result: same keys in the same order, values equal to the last bit (the reference's
+means are exact: Fractions, rounded once), every value a Python float (exactly `float`) that is finite.
 """
 
 import csv
@@ -40,7 +39,6 @@ DATA_FILES = {
     "assignment-rows": SHARED_DATA_DIR / "assignment-sample-rows.csv",
 }
 
-REL_TOL = 1e-9
 MAX_REPORTED = 25  # mismatches listed in full per test; the rest are counted
 
 
@@ -77,11 +75,7 @@ def loaded(request):
     data.close()
 
 
-def _close(got, want, abs_tol):
-    return math.isclose(got, want, rel_tol=REL_TOL, abs_tol=abs_tol)
-
-
-def compare(got, want, abs_tol=0.0, where=""):
+def compare(got, want, where=""):
     """Problems found comparing a kernel result with the reference one, as readable lines."""
     if type(got) is not dict:
         return [f"{where}: result is {type(got).__name__}, not dict: {got!r:.300}"]
@@ -108,7 +102,7 @@ def compare(got, want, abs_tol=0.0, where=""):
             continue
         g, w = got[key], want[key]
         if isinstance(w, dict):
-            problems += compare(g, w, abs_tol, f"{where}[{key!r}]")
+            problems += compare(g, w, f"{where}[{key!r}]")
         elif type(g) is not float:
             problems.append(
                 f"{where}[{key!r}]: kernel value {g!r} is {type(g).__module__}.{type(g).__name__},"
@@ -116,7 +110,7 @@ def compare(got, want, abs_tol=0.0, where=""):
             )
         elif not math.isfinite(g):
             problems.append(f"{where}[{key!r}]: kernel value {g!r} is not finite (reference {w!r})")
-        elif not _close(g, w, abs_tol):
+        elif g != w:
             problems.append(f"{where}[{key!r}]: kernel {g!r} != reference {w!r} (diff {g - w:.3g})")
     for key in got_keys:
         if type(key) is not str:
@@ -128,9 +122,6 @@ def _check_all(loaded, name):
     problems = []
     for question in loaded.questions:
         rows = loaded.by_question[question]
-        abs_tol = 0.0
-        if name in ("diff_from_mean", "state_diff_from_mean"):
-            abs_tol = REL_TOL * abs(reference(rows, "global_mean", question)["global_mean"])
         states = loaded.states_with_value[question] if name in STATE_QUERY_NAMES else [None]
         for state in states:
             where = f"{name} question={question!r}" + (f" state={state!r}" if state is not None else "")
@@ -140,7 +131,7 @@ def _check_all(loaded, name):
             except Exception as exc:  # report it with the others, do not stop at the first
                 problems.append(f"{where}: kernel raised {type(exc).__name__}: {exc}")
                 continue
-            problems += compare(got, want, abs_tol, where)
+            problems += compare(got, want, where)
     return problems
 
 
@@ -153,7 +144,6 @@ def _check_trend(loaded):
             problems += compare(
                 run_query(loaded.dataset, "trend", question, state),
                 reference(rows, "trend", question, state),
-                0.0,
                 where,
             )
     return problems
@@ -245,10 +235,8 @@ def test_edge_file_matches_reference(edge_file, name):
         states = sorted({r["LocationDesc"] for r in rows if r["Question"] == question and r["Data_Value"] is not None})
         for state in states if name in STATE_QUERY_NAMES else [None]:
             where = f"{name} question={question!r} state={state!r}"
-            abs_tol = 1e-9 * 100 if "diff" in name else 0.0
-            problems += compare(
-                run_query(dataset, name, question, state), reference(rows, name, question, state), abs_tol, where
-            )
+            got = run_query(dataset, name, question, state)
+            problems += compare(got, reference(rows, name, question, state), where)
     assert not problems, "\n".join(problems)
 
 
@@ -277,8 +265,23 @@ def test_trend_keys_years_and_spans_in_year_order(tmp_path):
     try:
         for state in (None, "Ohio", "Iowa"):
             want = reference(rows, "trend", OBESITY, state)
-            assert not compare(run_query(dataset, "trend", OBESITY, state), want, 0.0, f"trend {state}")
+            assert not compare(run_query(dataset, "trend", OBESITY, state), want, f"trend {state}")
         assert run_query(dataset, "trend", OBESITY, "Iowa", years=(2010, 2012)) == {}
         assert list(run_query(dataset, "trend", OBESITY, years=(2011, 2012))) == ["2011", "2011-2012"]
     finally:
         dataset.close()
+
+
+def test_every_route_gives_a_state_the_same_mean_to_the_last_bit(loaded):
+    """state_mean is the state's entry in states_mean, and state_diff_from_mean its entry in
+    diff_from_mean: one mean whichever route asks (a float sum in another order would differ)."""
+    problems = []
+    for question in loaded.questions:
+        means = run_query(loaded.dataset, "states_mean", question)
+        diffs = run_query(loaded.dataset, "diff_from_mean", question)
+        for state in loaded.states_with_value[question]:
+            if run_query(loaded.dataset, "state_mean", question, state) != {state: means[state]}:
+                problems.append(f"state_mean {question!r} {state!r}")
+            if run_query(loaded.dataset, "state_diff_from_mean", question, state) != {state: diffs[state]}:
+                problems.append(f"state_diff_from_mean {question!r} {state!r}")
+    assert not problems, f"{len(problems)} differ, e.g. {problems[:5]}"
