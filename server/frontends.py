@@ -35,12 +35,12 @@ from types import FrameType
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_runner import GracefulExit
 
 from server.app import create_app
 from server.config import Config
 from server.eventloop import new_event_loop
 from server.shared import Frontend
+from server.stopping import drain_on_signals
 from store.csvfile import DataFileError
 from store.lifeline import as_child_of
 from store.manager import LedgerHost, process_context
@@ -65,27 +65,11 @@ def started_together(frontend: Frontend) -> Callable[[web.Application], Awaitabl
     return wait_for_the_others
 
 
-async def stop_once(app: web.Application) -> None:
-    """The first SIGTERM or SIGINT starts the drain; later ones (the group's and the parent's copy
-    of the same stop) must not abort it, as aiohttp's own handler would."""
-    loop = asyncio.get_running_loop()
-    fired = False
-
-    def stop() -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise GracefulExit
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop)
-
-
 def run_frontend(config: Config, frontend: Frontend, node_pid: int) -> None:
     """A front-end process's main."""
-    as_child_of(node_pid)  # its own SIGTERM and SIGINT handlers come with the loop (`stop_once`)
+    as_child_of(node_pid)  # its own SIGTERM and SIGINT handlers come with the loop (server/stopping.py)
     app = create_app(config, frontend)
-    app.on_startup.extend([stop_once, started_together(frontend)])
+    app.on_startup.extend([drain_on_signals, started_together(frontend)])
     try:
         web.run_app(
             app,

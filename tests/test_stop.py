@@ -10,12 +10,14 @@ loops, never the thing asserted.
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from serverproc import group_members, segments_of
+from serverproc import free_port, group_members, segments_of
 from test_process import mixed_queries
 
 ORPHAN_TIMEOUT_S = 10
@@ -215,3 +217,46 @@ def test_a_clean_stop_logs_no_error(servers, tmp_path, before):
         log = server.log_path.read_text()
         assert " stopped; next job id " in log, log[-2000:]
         assert server.error_lines() == [], f"run {run}"
+
+
+@pytest.mark.slow
+def test_sigterm_drains_like_graceful_shutdown_with_the_port_still_open(servers, tmp_path):
+    """API.md: SIGTERM drains exactly as graceful_shutdown does, so while accepted jobs finish,
+    get_results, jobs and num_jobs keep answering and new queries get 503 "shutting down". The
+    workers are stopped (SIGSTOP) so that the drain surely lasts while the test looks."""
+    server = servers(tmp_path / "state")
+    workers = server.get_json("/api/health")["workers"]
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        ids = server.submit_all(mixed_queries(30))
+        os.killpg(server.pid, signal.SIGTERM)
+        status, reply = server.call("GET", f"/api/get_results/{ids[-1]}")
+        assert (status, json.loads(reply)) == (200, {"status": "running"})
+        assert server.get_json("/api/num_jobs")["num_jobs"] > 0
+        assert len(server.get_json("/api/jobs")["data"]) == len(ids)
+        status, reply = server.call("POST", "/api/global_mean", {"question": mixed_queries(1)[0][1]["question"]})
+        assert (status, json.loads(reply)) == (503, {"status": "error", "reason": "shutting down"})
+        assert server.proc.poll() is None, "the server must wait for its accepted jobs"
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert server.proc.wait(timeout=60) == 0, server.output()
+    server.assert_released()
+    assert_all_done(servers(tmp_path / "state"), ids)
+
+
+def test_a_second_server_on_the_same_state_dir_or_port_is_refused_at_once(servers, tmp_path):
+    first = servers(tmp_path / "state")
+    taken = [
+        ("--state-dir", str(tmp_path / "state"), "in use by another server"),
+        ("--port", str(first.port), "Address already in use"),
+    ]
+    for flag, value, why in taken:
+        other = tmp_path / "other"
+        args = ["--port", str(free_port()), "--state-dir", str(other), flag, value]
+        done = subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("cannot start: ") and why in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert first.get_json("/api/num_jobs") == {"num_jobs": 0}
