@@ -16,6 +16,7 @@ from aiohttp import BodyPartReader, web
 
 from server.admin import admin_only
 from server.datasets import DEFAULT
+from server.guards import declared_too_large
 from server.middleware import error_response, excerpt, quoted
 from server.service import SERVICE
 from store.csvfile import DataFileError
@@ -55,12 +56,18 @@ async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
 
 
 async def read_form(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The form's one `file` field; two would leave which one is meant to a guess."""
     reader = await request.multipart()
+    upload: tuple[bytes, str] | None = None
     async for part in reader:
         if isinstance(part, BodyPartReader) and part.name == "file":
+            if upload is not None:
+                raise DataFileError("the form has more than one 'file' field: upload one CSV at a time")
             content = await read_limited(functools.partial(part.read_chunk, 2**16), limit)
-            return content, excerpt(part.filename or "upload.csv", MAX_LABEL)
-    raise DataFileError("the form has no 'file' field with the CSV")
+            upload = content, excerpt(part.filename or "upload.csv", MAX_LABEL)
+    if upload is None:
+        raise DataFileError("the form has no 'file' field with the CSV")
+    return upload
 
 
 async def list_datasets(request: web.Request) -> web.Response:
@@ -72,6 +79,9 @@ async def upload_dataset(request: web.Request) -> web.Response:
     limit = request.app[MAX_UPLOAD]
     if request.app[SERVICE].draining:
         return error_response(503, "shutting down")
+    refusal = declared_too_large(request, limit, "the upload")
+    if refusal is not None:
+        return refusal
     try:
         content, label = await read_upload(request, limit)
         if not content:

@@ -1,4 +1,4 @@
-"""Refuse a compressed request body before anything reads it.
+"""Refuse a compressed request body, or one declared over the limit, before anything reads it.
 
 No route takes a compressed body, and inflating one is where a small request turns into a large
 amount of work and memory (a 1 MB gzip bomb is a gigabyte). aiohttp's parser is told not to inflate
@@ -29,3 +29,13 @@ def refuse_encoded_bodies() -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+def declared_too_large(request: web.Request, limit: int, what: str) -> web.Response | None:
+    """A 413 at once for a body whose Content-Length is over `limit`: without it the server would
+    wait for a body it will refuse anyway (a client that waits for a reply first would get a 408)."""
+    if request.content_length is not None and request.content_length > limit:
+        response = error_response(413, f"{what} is larger than the limit of {limit} bytes")
+        response.force_close()
+        return response
+    return None

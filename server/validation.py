@@ -62,7 +62,9 @@ def parse_query(kind: str, body: bytes, catalogs: Mapping[str, Catalog]) -> Quer
     """Validate a query of `kind` against the data set it names (the start-up one by default)."""
     fields = parse_body(body)
     dataset = fields.get("dataset", DEFAULT_DATASET)
-    if not isinstance(dataset, str) or dataset not in catalogs:
+    if not isinstance(dataset, str):
+        raise BadRequest("'dataset' must be text: a data-set id from GET /api/datasets")
+    if dataset not in catalogs:
         raise BadRequest(f"unknown data set: {quoted(dataset)}")
     catalog = catalogs[dataset]
     question = text_field(fields, "question")

@@ -93,8 +93,14 @@ def read_columns(path: str | Path, label: str | None = None) -> Columns:
 
 
 def parse_bytes(content: bytes, label: str) -> Columns:
-    """Load a CSV held in memory (an upload); pyarrow reads the bytes in place, without a copy."""
-    return _parse(pa.py_buffer(content), lambda: io.BytesIO(content), label)
+    """Load a CSV held in memory (an upload); pyarrow reads the bytes in place, without a copy.
+    An upload that could answer no query (no data rows, or no value in any) is surely a mistake."""
+    columns = _parse(pa.py_buffer(content), lambda: io.BytesIO(content), label)
+    if columns.rows == 0:
+        raise DataFileError(f"{label}: line 2: the file has a header but no data rows")
+    if np.isnan(columns.values).all():
+        raise DataFileError(f"{label}: no row has a {VALUE}: there is nothing to average")
+    return columns
 
 
 def _parse(source: str | pa.Buffer, opener: Opener, label: str) -> Columns:
@@ -111,6 +117,9 @@ def _parse(source: str | pa.Buffer, opener: Opener, label: str) -> Columns:
     missing = [name for name in REQUIRED if name not in names]
     if missing:
         raise DataFileError(f"{label}: line 1: the header lacks the required column(s) {', '.join(missing)}")
+    doubled = [name for name in (*REQUIRED, YEAR_START, YEAR_END) if names.count(name) > 1]
+    if doubled:
+        raise DataFileError(f"{label}: line 1: the header names the column {doubled[0]} more than once")
     wanted = list(REQUIRED)
     has_years = YEAR_START in names and YEAR_END in names
     if has_years:

@@ -766,3 +766,44 @@ async def test_a_data_set_without_year_columns_has_no_trend(make_client, tmp_pat
     reason = await expect_error(await client.post("/api/trend", json={"question": OBESITY}), 400)
     assert "YearStart" in reason
     assert await run_query(client, "states_mean", {"question": OBESITY}) == {"Ohio": 30.0}
+
+
+HEADER = "LocationDesc,Question,Data_Value,StratificationCategory1,Stratification1\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ([HEADER], "the file has a header but no data rows"),
+        ([HEADER + "Ohio,Q,,Sex,Male\n"], "no row has a Data_Value"),
+        (
+            [HEADER.replace("\n", ",Data_Value\n") + "Ohio,Q,1,Sex,Male,2\n"],
+            "names the column Data_Value more than once",
+        ),
+        ([HEADER + "Ohio,Q,1,Sex,Male\n", HEADER + "Utah,Q,2,Sex,Male\n"], "more than one 'file' field"),
+    ],
+    ids=["header only", "no value", "a column twice", "two files"],
+)
+async def test_an_ambiguous_or_empty_upload_is_refused_and_not_kept(make_client, fields, reason):
+    client = await make_client()
+    form = aiohttp.FormData()
+    for content in fields:
+        form.add_field("file", content.encode(), filename="odd.csv", content_type="text/csv")
+    response = await client.post("/api/datasets", data=form)
+    assert response.status == 400 and reason in (await response.json())["reason"], await response.text()
+    listed = (await (await client.get("/api/datasets")).json())["datasets"]
+    assert [entry["dataset"] for entry in listed] == ["default"]
+
+
+async def test_an_upload_declared_over_the_limit_is_refused_before_its_body(make_client):
+    limit = 2**20
+    client = await make_client(max_upload=limit)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = (
+        "POST /api/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {limit + 1}\r\n\r\n"
+    )
+    writer.write(head.encode())  # and no body: the reply must not wait for it
+    status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    assert b" 413 " in status_line
