@@ -47,6 +47,7 @@ class QuietPool(Pool):
     _result_handler: threading.Thread
     _worker_handler: threading.Thread
     _terminate: Finalize
+    _cache: dict[int, Any]
 
     def _get_sentinels(self) -> list[Any]:
         return [self._change_notifier._reader]

@@ -46,13 +46,37 @@ def removed_reason(name: str) -> str:
 
 
 def init_worker(ledger: Any, published: Published, server_pid: int) -> None:
-    """Pool initializer: attach every published data set; SIGINT and SIGTERM are the server's to
-    handle, and the worker ends with the server."""
+    """Pool initializer: SIGINT and SIGTERM are the server's to handle, and the worker ends with
+    the server; then attach the published data sets (`attach_published`)."""
     global _ledger
     as_child_of(server_pid)
     _ledger = ledger
+    attach_published(published)
+
+
+def attach_published(published: Published) -> None:
+    """Attach each data set that can still be attached, skipping the others.
+
+    It must never raise. A pool hands the same initializer arguments to every worker it starts,
+    replacements too, so `published` names the data sets of the day the pool started, some since
+    removed. A worker dying in its initializer is replaced by one that dies the same way, for ever,
+    and each death sends every batch in flight out again, until their jobs end as "died 2 times",
+    on any data set. A data set skipped here is attached, or its jobs told why not, by the batch
+    that uses it (`sync_datasets`)."""
     for name, layout in published.items():
+        _hold(name, layout)
+
+
+def _hold(name: str, layout: Layout) -> str | None:
+    """Attach to a data set's segment; returns why it cannot be (removed meanwhile, or the system
+    refused), or None."""
+    try:
         _datasets[name] = attach(layout)
+    except FileNotFoundError:
+        return removed_reason(name)
+    except OSError as error:
+        return f"cannot attach to the data set {name!r}: {error}"
+    return None
 
 
 def sync_datasets(sync: DatasetSync) -> dict[str, str]:
@@ -68,12 +92,8 @@ def sync_datasets(sync: DatasetSync) -> dict[str, str]:
             continue
         if held is not None:
             _datasets.pop(name).close()
-        try:
-            _datasets[name] = attach(layout)
-        except FileNotFoundError:
-            failures[name] = removed_reason(name)
-        except OSError as error:
-            failures[name] = f"cannot attach to the data set {name!r}: {error}"
+        if (failure := _hold(name, layout)) is not None:
+            failures[name] = failure
     return failures
 
 

@@ -140,6 +140,9 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     service = Service(registry, jobs, answers, dispatcher, pool, host, config.max_queued, config.poll_grace_ms / 1000)
     service.node, service.stop_all = config.node_name, app[FRONTEND].stop_all
     app[SERVICE] = service
+    # Only the service may hold them: this generator lives until the stop, and a local here kept
+    # a replaced pool's semaphores and pipes until then.
+    del pool, dispatcher
     if store is None:
         keeping = [expire_results(service), record_issued(service)]
     else:

@@ -73,9 +73,12 @@ async def replace_pool(service: Service, workers: int) -> None:
 
 
 def retire(pool: QuietPool, retired: list[QuietPool]) -> None:
-    """Dispose of a replaced pool, then stop holding it (see "Known limits" under Reliability in README.md:
-    something else still does, with its queues' semaphores and pipes)."""
+    """Dispose of a replaced pool, then stop holding it. Its results nobody will read (its jobs
+    moved to the new pool) are dropped: the dispatcher's result iterator of a batch that never came
+    back stays in the pool's cache, a cycle (pool, cache, iterator, pool) that only the garbage
+    collector's rare full pass would free, with the pool's semaphores and pipes."""
     dispose(pool)
+    pool._cache.clear()
     retired.remove(pool)
 
 
@@ -88,6 +91,8 @@ def dispose(pool: QuietPool, graceful: bool = False) -> None:
     workers = list(pool._pool)
     if graceful:
         pool.close()
+    elif not pool._result_handler.is_alive():
+        pool._cache.clear()  # else terminate() refuses: "Cannot have cache with result_hander not alive"
     stopper = threading.Thread(target=pool.join if graceful else pool.terminate, name="stop-pool", daemon=True)
     stopper.start()
     stopper.join(timeout=1.0)

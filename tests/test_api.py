@@ -9,6 +9,7 @@ import ast
 import asyncio
 import contextlib
 import csv
+import gc
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web_app
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import PROJECT_ROOT, SHARED_DATA_DIR
 from reference import CSV_COLUMNS, QUERY_NAMES, QUESTIONS_BEST_IS_MAX, QUESTIONS_BEST_IS_MIN, load_rows, reference
@@ -48,6 +50,27 @@ def sample_rows():
 
 def body_for(query, question=OBESITY, state="Ohio"):
     return {"question": question, "state": state} if query in STATE_QUERIES else {"question": question}
+
+
+def release_stopped_apps():
+    """Let the stopped apps of this process go: aiohttp's middleware cache (an lru_cache of up to
+    1024 entries keyed by the apps) keeps each one, with its stopped pool and the pool's 6
+    semaphores in /dev/shm, until the process exits; apps are also freed only by the collector."""
+    cache = getattr(web_app, "_cached_build_middleware", None)
+    if cache is not None:
+        cache.cache_clear()
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def release_apps():
+    """Set up before, so torn down after, the fixtures that stop the test's apps."""
+    yield
+    release_stopped_apps()
+
+
+def own_semaphores():
+    return {path.name for path in Path("/dev/shm").glob(f"sem.lestats_{os.getpid()}_*")}
 
 
 @pytest.fixture
@@ -648,6 +671,20 @@ async def test_a_restart_keeps_every_result_byte_for_byte_and_continues_ids(tmp_
         assert jobs["data"] == [{job_id: "done"} for job_id in ids]
         assert await (await client.get("/api/num_jobs")).json() == {"num_jobs": 0}
         assert await submit(client, "global_mean", {"question": OBESITY}) == "job_id_19"
+
+
+async def test_a_stopped_app_holds_no_semaphore_once_aiohttp_lets_it_go(tmp_path):
+    """Only aiohttp's cache keeps a stopped app's pool (and its semaphores): nothing of ours does."""
+    before = own_semaphores()
+
+    async def serve_once():  # the client, its server and its app are locals of this call only
+        async with TestClient(TestServer(create_app(Config(data=SAMPLE, state_dir=tmp_path, workers=2)))) as client:
+            await still_serves(client)
+            assert len(own_semaphores() - before) >= 6, "a live pool's queues"
+
+    await serve_once()
+    release_stopped_apps()
+    assert own_semaphores() == before
 
 
 async def test_a_stop_with_jobs_in_flight_drains_them_before_the_restart(tmp_path):

@@ -31,6 +31,7 @@ from reference import QUERY_NAMES
 from serverproc import (
     SHM,
     group_members,
+    segments_of,
 )
 
 OBESITY = "Percent of adults aged 18 years and older who have obesity"
@@ -883,3 +884,92 @@ def test_results_ttl_drops_a_result_after_its_time_and_a_restart_keeps_it_droppe
     )
     assert again.get_json("/api/jobs")["data"] == []
     assert stop(again) == 0, again.output()
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. A pool older than the data sets: uploads and deletes around worker deaths and pool replacements
+
+
+def worker_deaths(server):
+    return [line for line in server.error_lines() if "lestats.supervise: worker(s)" in line]
+
+
+@pytest.mark.parametrize("pool_started", ["at a restart", "by a ledger restart"])
+def test_a_worker_replaced_after_a_delete_lives_and_jobs_on_other_data_sets_end_done(launch, tmp_path, pool_started):
+    """A pool hands every worker it starts, replacements too, the data sets of the day it started.
+    One of them removed since must not kill the replacement of a killed worker (it was replaced by
+    one dying the same way, for ever, and each death failed the jobs in flight on every data set:
+    the soak's "died 2 times")."""
+    state = tmp_path / "state"
+    server = launch(state)
+    status, _, reply = upload(server)
+    assert (status, json.loads(reply)["dataset"]) == (200, "upload1"), reply
+    if pool_started == "at a restart":  # the new pool's workers are handed upload1, restored
+        assert stop(server) == 0, server.output()
+        server = launch(state)
+    else:  # the new pool is started while upload1 exists
+        old = ledger_pid(server)
+        os.kill(old, signal.SIGKILL)
+        assert wait_for_ledger_back(server, old, restarts=1)["jobs"]["pools_replaced"] == 1
+    assert server.fetch("DELETE", "/api/datasets/upload1")[0] == 200
+
+    killed = next(pid for pid in health(server)["workers"] if is_live_member(pid, server))
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: worker_deaths(server), 10, "the supervisor logging the killed worker")
+    wait_until(
+        lambda: len(workers := health(server)["workers"]) == 2 and killed not in workers,
+        20,
+        "two workers again after one was killed",
+    )
+    questions, states = catalog(server)
+    rng = random.Random(7)
+    jobs = server.submit_all([random_query(rng, questions, states) for _ in range(40)])
+    failed = {job_id: reply for job_id in jobs if (reply := json.loads(server.result(job_id)))["status"] != "done"}
+    assert not failed, f"{len(failed)} of {len(jobs)} jobs on the default data set failed: {list(failed.values())[:3]}"
+    assert len(worker_deaths(server)) == 1, diagnosis(server)
+    assert "Traceback" not in server.output(), server.output()[-3000:]
+    assert stop(server) == 0, server.output()
+    server.assert_released()
+
+
+def held_by(server):
+    """(open fds, threads, entries in /dev/shm: data segments and semaphores) of the server process."""
+    pid = server.pid
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")), len(segments_of(pid))
+
+
+def test_a_replaced_pool_gives_back_its_semaphores_pipes_and_threads(launch, tmp_path):
+    """Pools replaced one after another (here each time the ledger's manager is killed, with a
+    batch in flight that never comes back) release what they held; nothing grows with the count."""
+    server = launch(tmp_path / "state")
+    assert status_of(server, server.submit("global_mean", {"question": OBESITY})) == "done"
+    first = held_by(server)
+    held = []
+    for replaced in range(1, 5):
+        workers = health(server)["workers"]
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)  # their batch is lost with them: the old pool's cache keeps it
+        job_id = server.submit("state_mean", {"question": MUSCLE, "state": "Ohio", "years": [2011, 2011 + replaced]})
+        wait_until(lambda: health(server)["jobs"]["batches_in_flight"] == 1, 10, "the batch in flight")
+        old = ledger_pid(server)
+        os.kill(old, signal.SIGKILL)
+        assert wait_for_ledger_back(server, old, restarts=replaced)["jobs"]["pools_replaced"] == replaced
+        assert status_of(server, job_id) == "done"
+        wait_until(
+            lambda gone=workers: not any(is_live_member(pid, server) for pid in gone), 20, "the old workers gone"
+        )
+        wait_until(
+            lambda: held_by(server)[2] == first[2],
+            20,
+            lambda n=replaced: (
+                f"after {n} replaced pools: /dev/shm {segments_of(server.pid)}, at first {first[2]} entries"
+            ),
+        )
+        held.append(held_by(server))
+    # A replaced pool kept ~10 pipes and 4 threads; a manager restart may leave a connection.
+    (fds, threads, _), (last_fds, last_threads, _) = held[0], held[-1]
+    assert last_fds <= fds + 3 and last_threads <= threads + 2, (
+        f"(fds, threads, /dev/shm) {first} at first, then {held}"
+    )
+    assert stop(server) == 0, server.output()
+    server.assert_released()

@@ -212,6 +212,25 @@ def test_a_worker_answers_from_the_segment_the_batch_names_not_from_a_name(tmp_p
         new.close()
 
 
+def test_a_new_worker_skips_published_data_sets_removed_since_the_pool_started():
+    """The pool's initializer arguments name the data sets of the day the pool started: one removed
+    since must not raise (a worker dying in its initializer is replaced by one dying the same way)."""
+    kept = publish(load_upload(csv_bytes(3.0), "upload5", "a.csv"), "t9kept")
+    gone = publish(load_upload(csv_bytes(1.0), "upload6", "b.csv"), "t9gone6")
+    layout = gone.layout
+    gone.close()
+    try:
+        worker.attach_published({"upload6": layout, "upload5": kept.layout})
+        assert sorted(worker._datasets) == ["upload5"]
+        status, reply = worker.reply_to(Query("state_mean", 0, 0, None, "upload5"), {})
+        assert (status, json.loads(reply)["data"]) == ("done", {"Ohio": 3.0})
+    finally:
+        for dataset in worker._datasets.values():
+            dataset.close()
+        worker._datasets.clear()
+        kept.close()
+
+
 def test_a_removed_segment_fails_only_its_own_jobs(tmp_path):
     default = publish(load_dataset(SAMPLE), "t9default")
     gone = publish(load_upload(csv_bytes(1.0), "upload4", "a.csv"), "t9gone")
