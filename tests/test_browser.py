@@ -21,6 +21,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -840,6 +841,98 @@ def test_run_button_stays_in_view_at_1280x900(server, page_factory):
         assert covering == "submit", kind
 
 
+# Each option's text as the closed select shows it, measured by layout (a span in the select's font),
+# against the select's text box: its content box, as the arrow is drawn in its right padding (a native
+# arrow, with appearance "auto", would take an unknown part of that box).
+OPTION_TEXTS = """(select) => {
+  const style = getComputedStyle(select);
+  const px = (...names) => names.reduce((sum, name) => sum + parseFloat(style[name]), 0);
+  const box = select.getBoundingClientRect().width
+    - px('borderLeftWidth', 'borderRightWidth', 'paddingLeft', 'paddingRight');
+  const span = document.body.appendChild(document.createElement('span'));
+  Object.assign(span.style, { font: style.font, whiteSpace: 'pre', position: 'absolute', visibility: 'hidden' });
+  const width = (text) => { span.textContent = text; return span.getBoundingClientRect().width; };
+  const options = [...select.options].map((o) => {
+    const full = o.dataset.full || o.textContent;
+    return { value: o.value, text: o.textContent, full, width: width(o.textContent), fullWidth: width(full),
+             title: o.title };
+  });
+  span.remove();
+  return { box, options, appearance: style.appearance };
+}"""
+
+
+@pytest.mark.parametrize("width, height", [(1200, 900), (1440, 900), (390, 844)])
+def test_option_texts_are_not_clipped_by_their_select(server, page_factory, width, height):
+    """A native select clips its text silently ("(Q047)" showed as "(Q04"): the page cuts a text that is
+    too long itself, before the part that tells the options apart, and only when it must."""
+    page = page_factory(width, height)
+    questions = server.datasets()["default"]["questions"]
+    for select in ("dataset", "question", "query"):
+        measured = page.page.eval_on_selector(f"#{select}", OPTION_TEXTS)
+        assert measured["box"] > 200 and measured["appearance"] == "none", measured
+        for option in measured["options"]:
+            where = (select, option["text"], measured["box"])
+            assert option["width"] <= measured["box"], where
+            if select == "question":
+                assert re.search(r" \(Q\d{3}\)$", option["text"]), where  # its id, whole
+            # The whole text is the tooltip (a question's is the question itself).
+            assert option["title"] in (option["full"], option["value"]), where
+            if option["text"] == option["full"]:
+                continue
+            # Cut only when the whole text would not fit.
+            assert option["fullWidth"] > measured["box"], where
+            assert "…" in option["text"], where
+            head, tail = option["text"].split("…")
+            assert option["full"].startswith(head) and option["full"].endswith(tail), where
+            if select == "query" and "," in option["full"]:
+                assert tail.endswith(option["full"].rsplit(",", 1)[1]), where  # "per state" or "one state"
+    assert sorted(o["value"] for o in page.page.eval_on_selector("#question", OPTION_TEXTS)["options"]) == sorted(
+        questions
+    )
+
+
+def covered_hint(page):
+    """What the browser shows at the centre of the years hint, if it is not the hint itself."""
+    return page.page.evaluate(
+        """() => { const hint = document.getElementById('years-hint'); const r = hint.getBoundingClientRect();
+                   const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+                   return top === hint ? null : (top ? top.id || top.className || top.tagName : 'nothing'); }"""
+    )
+
+
+@pytest.mark.parametrize("width", [1200, 1440])
+def test_the_run_row_covers_nothing_on_a_wide_window(server, page_factory, width):
+    """At 1200 and 1440 px wide the whole query form fits a 900 px window whatever the query: the
+    sticky "Run the query" row is in its own place, drawn as a plain row (no stray edge), and the
+    years hint under it is seen whole."""
+    page = page_factory(width, 900)
+    kinds = page.page.evaluate("Object.keys(LeStats.QUERIES)")
+    for kind in kinds:
+        page.page.select_option("#query", kind)
+        page.page.wait_for_function("() => !document.getElementById('submit-field').classList.contains('stuck')")
+        assert covered_hint(page) is None, kind
+        box = page.page.locator("#years-hint").bounding_box()
+        assert box["y"] + box["height"] <= page.page.locator("#submit-field").bounding_box()["y"], kind
+        edge = page.page.eval_on_selector("#submit-field", "row => getComputedStyle(row).boxShadow")
+        assert edge == "none", (kind, edge)
+
+
+def test_the_run_row_floats_with_an_edge_and_moves_out_of_the_way_on_a_phone(server, page_factory):
+    """On a phone the form is taller than the window: the row floats over it with an edge, and the
+    years hint, once scrolled to (as focus or a find does), is not left under it."""
+    page = page_factory(390, 844)
+    page.page.select_option("#query", "state_mean_by_category")
+    page.page.wait_for_function("() => document.getElementById('submit-field').classList.contains('stuck')")
+    assert page.page.eval_on_selector("#submit-field", "row => getComputedStyle(row).boxShadow") != "none"
+    page.page.eval_on_selector("#years-hint", "hint => hint.scrollIntoView({ block: 'nearest' })")
+    assert covered_hint(page) is None
+    page.page.focus("#year-to")
+    box = page.page.locator("#year-to").bounding_box()
+    row = page.page.locator("#submit-field").bounding_box()
+    assert box["y"] + box["height"] <= row["y"], (box, row)
+
+
 def test_mean_by_category_panels_axis_labels_and_colours(server, page_factory, sample_rows, screenshots):
     page = page_factory()
     job_id = page.run("mean_by_category", OBESITY)
@@ -847,13 +940,35 @@ def test_mean_by_category_panels_axis_labels_and_colours(server, page_factory, s
     # A few panels, a counter saying how many more exist, a button that shows them all; no scroll box.
     visible = page.page.locator("#result .chart-panel:visible")
     assert 0 < visible.count() < len(states)
-    assert page.page.inner_text("#panel-count") == f"Showing {visible.count()} of {len(states)} states."
+    shown = visible.count()
+    assert page.page.inner_text("#panel-count") == (
+        f"Charts of the first {shown} of {len(states)} states; the table below lists all {len(states)}."
+    )
     assert page.page.evaluate("getComputedStyle(document.querySelector('#result .panels')).overflowY") == "visible"
     page.check_axe("the mean_by_category view")
     page.view_screenshot(screenshots / "mean_by_category.png")
     page.page.click("#show-all-panels")
     assert visible.count() == len(states)
-    assert page.page.inner_text("#panel-count") == f"Showing {len(states)} of {len(states)} states."
+    assert page.page.inner_text("#panel-count") == f"Charts of all {len(states)} states."
+    # The filter does not claim to show "all" states (the counter says what is shown): it narrows the
+    # charts and the table to one state, and "No filter" brings every state back.
+    assert page.page.inner_text("label[for=category-state-filter]") == "Filter by state"
+    assert page.page.eval_on_selector("#category-state-filter", "s => s.selectedOptions[0].textContent") == "No filter"
+    page.page.select_option("#category-state-filter", states[1])
+    assert page.page.eval_on_selector_all("#result .chart-panel:visible", "ps => ps.map(p => p.dataset.state)") == [
+        states[1]
+    ]
+    rows = page.page.eval_on_selector_all(
+        "#result table.result-table tbody tr:not([hidden])", "rs => rs.map(r => r.children[0].textContent)"
+    )
+    assert rows and set(rows) == {states[1]}
+    assert page.page.inner_text("#panel-count") == (
+        f"Filtered to {states[1]}: its chart and its rows in the table (1 of {len(states)} states)."
+    )
+    assert not page.page.is_visible("#show-all-panels")
+    page.page.select_option("#category-state-filter", "")
+    assert visible.count() == len(states)
+    assert page.page.inner_text("#panel-count") == f"Charts of all {len(states)} states."
 
     # The axis ends at the largest value: its bar spans the plot.
     widest_bar = page.page.evaluate(

@@ -1,7 +1,7 @@
 // The form: data sets, questions, queries, states and years, filled from GET /api/datasets; and the
 // form's state as a URL (?dataset=&question=&query=&state=&from=&to=), so a link reproduces a view.
 import { ApiError, api } from "./api.js";
-import { $, countFormat, h } from "./dom.js";
+import { $, countFormat, fit, h, textWidth } from "./dom.js";
 import { clearFieldErrors, showFieldError } from "./fields.js";
 import { QUERIES, QUESTIONS, TOPICS } from "./facts.js";
 
@@ -15,9 +15,43 @@ function baseName(path) {
   return String(path || "").split(/[\\/]/).pop();
 }
 
-// A long file name keeps its start and its end in the dropdown; the hint below shows it whole.
-function middleCut(text, max = 36) {
-  return text.length <= max ? text : `${text.slice(0, max - 15)}…${text.slice(-14)}`;
+// An option whose text is cut to its select's width when it must be (see fitOptions): `keep` is how
+// many characters at its end always stay, as they tell the options apart (a question's id, the end
+// of a file name, "one state"); the whole text is its tooltip.
+function fittedOption(value, text, keep, title = text) {
+  return h("option", { value, title, text, "data-full": text, "data-keep": keep });
+}
+
+// Cuts the options of `select` to the width its text has (the closed select shows the chosen one, and
+// a native select clips it silently). The arrow sits in the right padding (style.css), so that width
+// is the content box (less 1px, as clientWidth is rounded). A hidden select is left for its next resize.
+export function fitOptions(select) {
+  const style = getComputedStyle(select);
+  const width = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 1;
+  if (width <= 0) return;
+  const size = parseFloat(style.fontSize);
+  for (const option of select.querySelectorAll("option[data-full]")) {
+    const full = option.dataset.full;
+    const tail = full.slice(full.length - Number(option.dataset.keep));
+    const shown = textWidth(full, size) <= width ? full : fit(full.slice(0, full.length - tail.length), width - textWidth(tail, size), size) + tail;
+    option.textContent = shown;
+  }
+}
+
+const fitter = new ResizeObserver((entries) => entries.forEach((entry) => fitOptions(entry.target)));
+
+// The selects whose options may be too long for them, refitted whenever their width changes.
+export function fitOptionsOnResize() {
+  for (const id of ["dataset", "question", "query"]) fitter.observe($(id));
+}
+
+// Marks the sticky "Run the query" row .stuck while it floats over the form (style.css gives it an
+// edge then): it sits 1px below the window's bottom edge, so it is not wholly in view exactly then.
+export function markStuckSubmitRow() {
+  const row = $("submit-field");
+  new IntersectionObserver(([entry]) => {
+    row.classList.toggle("stuck", entry.intersectionRatio < 1 && entry.boundingClientRect.bottom > entry.rootBounds.bottom);
+  }, { threshold: 1 }).observe(row);
 }
 
 export async function loadDatasets(select) {
@@ -34,11 +68,11 @@ export async function loadDatasets(select) {
   const previous = select || picker.value;
   picker.replaceChildren(
     ...datasets.map((d) => {
-      const file = baseName(d.source);
-      const text = d.removable ? `${d.dataset}: ${middleCut(file || "uploaded")}` : `${d.dataset}: ${middleCut(file || "loaded at start")}`;
-      return h("option", { value: d.dataset, title: `${d.dataset}: ${file}`, text });
+      const file = baseName(d.source) || (d.removable ? "uploaded" : "loaded at start");
+      return fittedOption(d.dataset, `${d.dataset}: ${file}`, Math.min(14, file.length));
     }),
   );
+  fitOptions(picker);
   if (datasets.some((d) => d.dataset === previous)) picker.value = previous;
   onDatasetChange();
 }
@@ -70,10 +104,11 @@ function fillQuestions(questions) {
   const groups = new Map(TOPICS.map(([topic, label]) => [topic, h("optgroup", { label })]));
   for (const question of questions) {
     const known = QUESTIONS.get(question);
-    const option = h("option", { value: question, title: question, text: known ? `${known.short} (${known.id})` : question });
+    const option = known ? fittedOption(question, `${known.short} (${known.id})`, known.id.length + 3, question) : fittedOption(question, question, 0);
     groups.get(known ? known.topic : "other").append(option);
   }
   picker.replaceChildren(...[...groups.values()].filter((group) => group.children.length));
+  fitOptions(picker);
   if (questions.includes(previous)) picker.value = previous;
   describeQuestion();
 }
@@ -119,9 +154,11 @@ export function fillQueries() {
   const groups = new Map();
   for (const [name, query] of Object.entries(QUERIES)) {
     if (!groups.has(query.group)) groups.set(query.group, h("optgroup", { label: query.group }));
-    groups.get(query.group).append(h("option", { value: name, text: query.label }));
+    const comma = query.label.lastIndexOf(",");
+    groups.get(query.group).append(fittedOption(name, query.label, comma < 0 ? 0 : query.label.length - comma));
   }
   $("query").replaceChildren(...groups.values());
+  fitOptions($("query"));
   onQueryChange();
 }
 

@@ -6,7 +6,8 @@ import { $, countFormat, h } from "./dom.js";
 import { QUERIES } from "./facts.js";
 import { clearFieldErrors, fieldForReason, showFieldError } from "./fields.js";
 import {
-  currentDataset, describeQuestion, fillQueries, formQuery, formToUrl, loadDatasets, onDatasetChange, onQueryChange, urlToForm,
+  currentDataset, describeQuestion, fillQueries, fitOptionsOnResize, formQuery, formToUrl, loadDatasets, markStuckSubmitRow, onDatasetChange,
+  onQueryChange, urlToForm,
 } from "./form.js";
 import { parsePyTuple } from "./pytuple.js";
 import { clearResult, renderResult, view } from "./results.js";
@@ -176,6 +177,8 @@ async function deleteDataset() {
 
 function start() {
   fillQueries();
+  fitOptionsOnResize();
+  markStuckSubmitRow();
   $("dataset").addEventListener("change", onDatasetChange);
   $("question").addEventListener("change", () => { clearFieldErrors("question"); describeQuestion(); });
   $("query").addEventListener("change", onQueryChange);

@@ -269,6 +269,7 @@ function renderCategories(data, context, result) {
 
   // With every state there are dozens of panels: the first few are shown, a counter says how many
   // more exist and a button shows them all; a filter narrows the panels and the table to one state.
+  // The counter says which of these applies, and that the table is not cut, so no word contradicts it.
   let showAll = !many || byState.size <= PANELS_SHOWN;
   let only = "";
   const counter = h("p", { class: "panel-count", id: "panel-count", "aria-live": "polite" });
@@ -280,9 +281,12 @@ function renderCategories(data, context, result) {
       tr.hidden = Boolean(only) && row && row.state !== only;
     }
     const shown = panelList.filter((p) => !p.panel.hidden).length;
-    counter.textContent = `Showing ${shown} of ${byState.size} ${byState.size === 1 ? "state" : "states"}.`;
+    const total = byState.size;
+    if (only) counter.textContent = `Filtered to ${only}: its chart and its rows in the table (1 of ${total} states).`;
+    else if (shown === total) counter.textContent = `Charts of all ${total} states.`;
+    else counter.textContent = `Charts of the first ${shown} of ${total} states; the table below lists all ${total}.`;
     more.hidden = showAll || Boolean(only);
-    more.textContent = `Show all ${byState.size} states (${byState.size - shown} more)`;
+    more.textContent = `Show the charts of all ${total} states (${total - shown} more)`;
   };
   more.addEventListener("click", () => { showAll = true; applyFilter(); });
 
@@ -299,11 +303,11 @@ function renderCategories(data, context, result) {
   const controls = [];
   if (kind === "mean_by_category" && many) {
     const filter = h("select", { id: "category-state-filter" },
-      h("option", { value: "", text: `All ${byState.size} states` }),
+      h("option", { value: "", text: "No filter" }),
       [...byState.keys()].map((name) => h("option", { value: name, text: name })),
     );
     filter.addEventListener("change", () => { only = filter.value; applyFilter(); draw(); });
-    controls.push(h("div", { class: "field inline" }, h("label", { for: "category-state-filter", text: "Show" }), filter));
+    controls.push(h("div", { class: "field inline" }, h("label", { for: "category-state-filter", text: "Filter by state" }), filter));
   }
   const visibleCharts = () => panelList.filter((p) => !p.panel.hidden).map((p) => p.box.querySelector("svg"));
   result.append(exportBar({ table: tableBox, jobId: context.jobId, name: fileName(context), charts: [{ slug: "chart", label: "Chart", get: visibleCharts }] }), ...controls, figure, tableBox);
