@@ -41,6 +41,7 @@ from server.config import Config
 from server.eventloop import new_event_loop
 from server.shared import Frontend
 from store.csvfile import DataFileError
+from store.jobstore import StoreUnavailable
 from store.lifeline import as_child_of
 from store.manager import LedgerHost, process_context
 from store.shm import name_semaphores_after_this_process
@@ -171,6 +172,8 @@ class Node:
         finally:
             if self._host is not None:
                 try:
+                    if self._host.ledger is None:  # its last restart failed
+                        raise StoreUnavailable("the shared ledger is not running")
                     self._host.ledger.close(0)
                 except OSError as error:
                     print(f"could not journal the clean stop: {error}", file=sys.stderr)
