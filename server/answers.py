@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from compute.dispatch import Dispatcher
@@ -74,14 +74,14 @@ class Answers:
     def __init__(
         self,
         cache: AnswerCache,
-        ledger: Callable[[], Any],
+        journal: Callable[[list[Reply]], Awaitable[str | None]],
         deliver: Callable[[list[Reply]], None],
         gather_s: float = 0.0,
     ) -> None:
         self.cache = cache
         self.gather_s = gather_s
         self.dispatcher: Dispatcher | None = None
-        self._ledger = ledger
+        self._journal = journal
         self._deliver = deliver
         self._hits: list[tuple[int, Query, bytes]] = []
         self._journalling = False
@@ -104,7 +104,7 @@ class Answers:
                 hits, self._hits = self._hits, []
                 replies = [(job_id, "done", reply) for job_id, _, reply in hits]
                 try:
-                    failure = await asyncio.to_thread(self._ledger().finish, replies)
+                    failure = await self._journal(replies)
                 except Exception as error:  # the ledger is down: the pool path parks and retries
                     log.error("journalling cached answers: %s; sending them through the pool", error)
                     for job_id, query, _ in hits:

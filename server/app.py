@@ -129,7 +129,7 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs = JobTable(recovered, reserve, Retention(config.keep_results, config.keep_mb * 2**20, config.results_ttl_s))
     answers = Answers(
         AnswerCache(config.cache_entries, config.cache_mb * 2**20),
-        lambda: host.ledger,
+        host.finish,
         jobs.finish,
         config.cache_gather_ms / 1000,
     )

@@ -20,11 +20,17 @@ from server.guards import declared_too_large
 from server.middleware import error_response, excerpt, quoted
 from server.service import SERVICE
 from store.csvfile import DataFileError
+from store.jobstore import StoreUnavailable
 
 log = logging.getLogger("lestats.datasets")
 
 MAX_UPLOAD = web.AppKey("max_upload", int)
 MAX_LABEL = 100  # characters of a file name kept for messages
+
+
+def unavailable(error: StoreUnavailable) -> web.Response:
+    """The job store (Redis, or the node's shared ledger) cannot be reached: try again shortly."""
+    return error_response(503, str(error), {"Retry-After": "1"})
 
 
 class TooLarge(Exception):
@@ -91,6 +97,8 @@ async def upload_dataset(request: web.Request) -> web.Response:
         return error_response(413, f"the upload is larger than the limit of {limit} bytes")
     except DataFileError as error:
         return error_response(400, str(error))
+    except StoreUnavailable as error:
+        return unavailable(error)
     except OSError as error:
         log.error("cannot keep an upload: %s", error)
         return error_response(503, f"cannot store the upload in the state dir: {error.strerror or error}")
@@ -108,7 +116,10 @@ async def delete_dataset(request: web.Request) -> web.Response:
         return error_response(400, "the start-up data set cannot be removed")
     if name not in registry.catalogs:
         return error_response(404, f"no data set {quoted(name)}")
-    await registry.remove(name)
+    try:
+        await registry.remove(name)
+    except StoreUnavailable as error:  # kept: the store still lists it, so every process still serves it
+        return unavailable(error)
     request.app[SERVICE].answers.cache.forget_dataset(name)
     log.info("removed data set %s", name)
     return web.Response(body=b'{"status":"done"}', content_type="application/json")

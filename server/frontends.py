@@ -32,7 +32,6 @@ from functools import partial
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
 
 from aiohttp import web
 
@@ -42,6 +41,7 @@ from server.eventloop import new_event_loop
 from server.shared import Frontend
 from server.stopping import drain_on_signals
 from store.csvfile import DataFileError
+from store.jobstore import StoreUnavailable
 from store.lifeline import as_child_of
 from store.manager import LedgerHost, process_context
 from store.shm import name_semaphores_after_this_process
@@ -50,6 +50,7 @@ log = logging.getLogger("lestats.frontends")
 
 
 START_TIMEOUT_S = 600.0
+WATCH_S = 0.1  # how often the parent looks at its front-ends and the shared ledger
 
 
 def started_together(frontend: Frontend) -> Callable[[web.Application], Awaitable[None]]:
@@ -99,14 +100,14 @@ class Node:
         self._stop_all = self._context.Event()
         self._started = self._context.Barrier(config.frontends)
         self._host: LedgerHost | None = None
-        self._ledger: Any = None
         self._children: dict[int, BaseProcess] = {}
         self._stopping = False
 
     def _start(self, index: int, first: bool = False) -> None:
         started = self._started if first else None
-        host_pid = self._host.pid if self._host is not None else None
-        frontend = Frontend(index, self._config.frontends, self._ledger, self._stop_all, started, host_pid)
+        host = self._host
+        address = host.address if host is not None else None
+        frontend = Frontend(index, self._config.frontends, address, self._stop_all, started)
         process: BaseProcess = self._context.Process(  # type: ignore[attr-defined]  # every concrete context has it
             target=run_frontend, args=(self._child_config, frontend, os.getpid()), name=f"lestats-frontend-{index}"
         )
@@ -130,13 +131,13 @@ class Node:
             self._host = LedgerHost(str(config.state_dir), config.fsync, shared=retention)
             config.state_dir.mkdir(parents=True, exist_ok=True)
             self._host.start()
-            self._ledger = self._host.ledger
         for index in range(config.frontends):
             self._start(index, first=True)
         status = 0
         try:
             while self._children:
-                wait([process.sentinel for process in self._children.values()], timeout=1.0)
+                wait([process.sentinel for process in self._children.values()], timeout=WATCH_S)
+                self._watch_ledger()
                 for index, process in list(self._children.items()):
                     if process.is_alive():
                         continue
@@ -154,10 +155,25 @@ class Node:
                     self._start(index)
         finally:
             if self._host is not None:
-                if self._ledger is not None:
-                    try:
-                        self._ledger.close(0)
-                    except (OSError, EOFError) as error:
-                        print(f"could not journal the clean stop: {error}", file=sys.stderr)
+                try:
+                    if self._host.ledger is None:  # its last restart failed
+                        raise StoreUnavailable("the shared ledger is not running")
+                    self._host.ledger.close(0)
+                except OSError as error:
+                    print(f"could not journal the clean stop: {error}", file=sys.stderr)
                 self._host.shutdown()
         return status
+
+    def _watch_ledger(self) -> None:
+        """A dead shared manager is started again, like a single front-end's (server/supervise.py):
+        it replays the journal, the front-ends reconnect to it at the same address and record their
+        running jobs again (server/shared.py); meanwhile their queries get 503."""
+        if self._host is None or self._host.alive():
+            return
+        log.error("the shared ledger's manager process (pid %s) died; restarting it", self._host.pid)
+        try:
+            self._host.restart()
+        except Exception:  # tried again at the next look
+            log.exception("could not restart the shared ledger")
+            return
+        log.error("the shared ledger is back (pid %s)", self._host.pid)

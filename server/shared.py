@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from compute.worker import error_reply
+from compute.worker import Reply, error_reply
 from server.jobs import JobTable
 from server.validation import BadRequest, parse_query
 from store.cells import Catalog
-from store.jobstore import RUNNING, JobStore, Ledger, StoreUnavailable
+from store.channel import AsyncChannel
+from store.jobstore import RUNNING, Accepted, JobStore, Ledger, StoreUnavailable
 from store.manager import LedgerHost
 
 log = logging.getLogger("lestats.shared")
@@ -38,27 +39,40 @@ class Frontend:
 
     index: int = 0
     count: int = 1
-    ledger: Any = None  # the embedded shared ledger's proxy (several front-ends, no --store)
+    ledger_address: str | None = None  # the embedded shared ledger's channel (several front-ends, no --store)
     stop_all: Any = None  # a multiprocessing.Event: set when any front-end of the node drains
     started: Any = None  # a multiprocessing.Barrier: the front-ends open the port together
-    ledger_pid: int | None = None  # the shared ledger's manager process, for /api/health
 
 
 class AttachedLedgerHost(LedgerHost):
     """A ledger this process uses but does not own (the node's parent process or Redis does):
-    nothing to start, watch or restart here."""
+    nothing to start, watch or restart here. `address`: the node's shared ledger's channel, and
+    `seen` the store's channel to it, which tells its pid and restarts; without an address,
+    `ledger` (Redis's) is called in a thread."""
 
-    def __init__(self, ledger: Any, pid: int | None = None) -> None:
+    def __init__(self, ledger: Any, address: str = "", seen: AsyncChannel | None = None) -> None:
         super().__init__("")
+        self.address = address
         self.ledger = ledger
-        self._pid = pid
+        self._seen = seen
 
     def start(self, server_start: bool = True) -> None:
         return None
 
+    async def finish(self, replies: list[Reply]) -> str | None:
+        if self.address:
+            return await super().finish(replies)
+        failure: str | None = await asyncio.to_thread(self.ledger.finish, replies)
+        return failure
+
     @property
     def pid(self) -> int | None:
-        return self._pid
+        """The manager's pid as its channel last said (it changes when the parent restarts it)."""
+        return self._seen.manager_pid if self._seen else None
+
+    @property
+    def restarts(self) -> int:
+        return self._seen.restarts if self._seen else 0
 
     def alive(self) -> bool:
         return True
@@ -87,7 +101,9 @@ class SharedJobs:
         self.unreachable: str | None = None
         self.taken_over = 0
         self._resave = False
+        self._restore = False
         self._look_for_own = True  # at start: jobs an earlier life of this front-end left running
+        self._queries: dict[int, tuple[str, bytes]] = {}  # of running jobs: to record them again
 
     async def open(self, kind: str, body: bytes) -> int:
         """A new job id, recorded running in the store with its query; raises StoreUnavailable."""
@@ -100,6 +116,7 @@ class SharedJobs:
             self._recording = loop.create_task(self._record())
         job_id = await future
         self._jobs.adopt(job_id)
+        self._queries[job_id] = (kind, body)
         return job_id
 
     async def _record(self) -> None:
@@ -175,7 +192,11 @@ class SharedJobs:
                         raise
                 else:
                     await self.store.heartbeat(self.owner)
-                self._resave = self._resave or self.store.restarted()
+                if self.store.restarted():
+                    self._resave = self._restore = True
+                if self._restore:
+                    await self.store.restore(self.owner, self.running_queries())
+                    self._restore = False
                 if self._resave:
                     await self.save_again(ledger())
                     self._resave = False
@@ -187,8 +208,13 @@ class SharedJobs:
             except Exception:  # a bug must not end the heartbeat: that would strand this node's jobs
                 log.exception("in the job store's duty")
             self._jobs.expire()
+            self._queries = {job_id: query for job_id, query in self._queries.items() if job_id in self._jobs.running}
             beats += 1
             await asyncio.sleep(HEARTBEAT_S)
+
+    def running_queries(self) -> list[Accepted]:
+        """This front-end's running jobs with their queries."""
+        return [Accepted(job_id, *query) for job_id, query in self._queries.items() if job_id in self._jobs.running]
 
     async def save_again(self, ledger: Ledger) -> None:
         """The store restarted and may have lost its last writes: save recent replies again."""
@@ -212,6 +238,7 @@ class SharedJobs:
                 refused.append((job_id, "error", error_reply(f"cannot be run again here: {error}")))
                 continue
             self._jobs.adopt(job_id)
+            self._queries[job_id] = (kind, body)
             submit(job_id, query)
         if refused:
             await asyncio.to_thread(ledger.finish, refused)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from server.config import Config
 from server.shared import AttachedLedgerHost, Frontend
+from store.channel import LedgerChannel
 from store.jobstore import JobStore
 from store.manager import LedgerHost
 from store.sharedledger import EmbeddedStore
@@ -19,6 +20,7 @@ def open_store(config: Config, frontend: Frontend) -> tuple[LedgerHost, JobStore
 
         retention = (config.keep_results, config.keep_mb * 2**20, config.results_ttl_s)
         return AttachedLedgerHost(RedisLedger(config.store, retention)), RedisStore(config.store, retention)
-    if frontend.ledger is not None:
-        return AttachedLedgerHost(frontend.ledger, frontend.ledger_pid), EmbeddedStore(frontend.ledger)
+    if frontend.ledger_address is not None:
+        store = EmbeddedStore(frontend.ledger_address)
+        return AttachedLedgerHost(LedgerChannel(store.channel.address), store.channel.address, store.channel), store
     return LedgerHost(str(config.state_dir), config.fsync), None

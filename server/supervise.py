@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any
 
 from compute.dispatch import Dispatcher
 from compute.pool import QuietPool, start_pool
@@ -116,9 +118,9 @@ def dispose(pool: QuietPool, graceful: bool = False) -> None:
 
 
 async def tell_ledger(
-    service: Service, name: str, interval_s: float, mark: Callable[[], int], tell: Callable[[int], str | None]
+    service: Service, name: str, interval_s: float, mark: Callable[[], int], tell: Callable[[int], Awaitable[Any]]
 ) -> AsyncIterator[int]:
-    """Every interval, when `mark()` has grown, call `tell(mark)` in a thread (a ledger method);
+    """Every interval, when `mark()` has grown, await `tell(mark)` (a ledger method, through its channel);
     yield each mark the ledger took. A failure is logged and told again next time; nothing is told
     while the ledger is being restarted."""
     told = mark()
@@ -128,7 +130,7 @@ async def tell_ledger(
         if current <= told or service.unavailable:
             continue
         try:
-            failure = await asyncio.to_thread(tell, current)
+            failure = await tell(current)
         except Exception as error:  # the manager is down; the supervisor restarts it
             failure = f"{type(error).__name__}: {error}"
         if failure:
@@ -141,7 +143,11 @@ async def tell_ledger(
 async def expire_results(service: Service, interval_s: float = 1.0) -> None:
     """Apply the time to live, and tell the ledger which jobs it may forget and compact away."""
     async for _ in tell_ledger(
-        service, "expiring jobs below", interval_s, service.jobs.expire, lambda n: service.ledger.expire_below(n)
+        service,
+        "expiring jobs below",
+        interval_s,
+        service.jobs.expire,
+        partial(service.ledger_host.tell, "expire_below"),
     ):
         pass
 
@@ -156,7 +162,7 @@ async def record_issued(service: Service, interval_s: float = 0.02) -> None:
         "recording issued ids up to",
         interval_s,
         lambda: service.jobs.issued_up_to,
-        lambda n: service.ledger.issued(n),
+        partial(service.ledger_host.tell, "issued"),
     ):
         service.issued_recorded = issued
 

@@ -53,6 +53,10 @@ class JobStore(Protocol):
         """Give the (kind, body) jobs consecutive new ids, record them running under `owner`,
         and return the first id. Ids are never handed out twice."""
 
+    async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
+        """Record again `owner`'s running jobs (not those already finished), after the store
+        restarted and may have lost them."""
+
     async def lookup(self, job_id: int) -> tuple[int, bytes]:
         """get_results' status code and body for a job this process does not hold."""
 

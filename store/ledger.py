@@ -152,9 +152,16 @@ class Ledger:
             orjson.dumps({"job": job_id, "reply": orjson.Fragment(reply)}) + b"\n" for job_id, _, reply in replies
         )
 
+        top = max((job_id for job_id, _, _ in replies), default=0)
+
         def write() -> str | None:
-            error = self._append(lines)
+            # Ids are handed out in order: a job's reply says every id up to it was issued. Marked
+            # with it, so a job answered out of order (a cached answer overtaking the pool) never
+            # leaves an older issued job looking unissued after a crash.
+            marked = top > self._issued
+            error = self._append(lines + (b'{"issued":%d}\n' % top if marked else b""))
             if error is None:
+                self._issued = max(self._issued, top)
                 # Results are saved again. Only this clears a failure: a later small write (an id
                 # mark) fitting in the last few free bytes does not mean results can be saved.
                 self._write_error = None
@@ -176,13 +183,14 @@ class Ledger:
     def issued(self, up_to: int) -> str | None:
         """Ids up to `up_to` have been handed out (so a crash can tell them from unused ones)."""
 
-        def write() -> str | None:
-            if up_to <= self._issued:
-                return None
-            self._issued = up_to
-            return self._append(orjson.dumps({"issued": up_to}) + b"\n")
+        return self._logged(lambda: self._mark_issued(up_to))
 
-        return self._logged(write)
+    def _mark_issued(self, up_to: int) -> str | None:
+        """Append the mark (under `_lock`), without waiting for it to reach the disk."""
+        if up_to <= self._issued:
+            return None
+        self._issued = up_to
+        return self._append(orjson.dumps({"issued": up_to}) + b"\n")
 
     def expire_below(self, watermark: int) -> str | None:
         """Forget jobs below `watermark`; rewrite the journal once they fill most of it."""

@@ -169,9 +169,27 @@ end
 return claimed
 """
 
+RESTORE = """
+redis.call('SADD', KEYS[3], ARGV[1])
+for i = 2, #ARGV, 2 do
+  local status = redis.call('HGET', KEYS[1], ARGV[i])
+  if status ~= 'done' and status ~= 'error' then
+    redis.call('HSET', KEYS[1], ARGV[i], 'running')
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
 
 def key(name: str) -> str:
     return PREFIX + name
+
+
+def packed_query(kind: str, body: bytes) -> bytes:
+    """A running job's query as kept in run:<owner> (claim_orphans unpacks it)."""
+    return kind.encode() + b"\n" + body
 
 
 def without_password(url: str) -> str:
@@ -272,7 +290,10 @@ class RedisStore:
         self._heartbeat = self._redis.register_script(HEARTBEAT)
         self._lookup = self._redis.register_script(LOOKUP)
         self._claim = self._redis.register_script(CLAIM)
-        bulk = {**_options(AsyncRetry(NoBackoff(), 0)), "socket_timeout": BULK_TIMEOUT_S}
+        self._restore = self._redis.register_script(RESTORE)
+        # One retry: its connections sit idle between uploads, and after an outage the first use of
+        # each finds it broken.
+        bulk = {**_options(AsyncRetry(NoBackoff(), 1)), "socket_timeout": BULK_TIMEOUT_S}
         self._bulk = redis.asyncio.Redis.from_url(url, **bulk)
 
     async def _on_connect(self, connection: AsyncConnection) -> None:
@@ -303,10 +324,17 @@ class RedisStore:
 
     async def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int:
         keys = [key("next"), key("hw"), key("status"), key("running"), key(f"run:{owner}"), key("owners")]
-        queries = [kind.encode() + b"\n" + body for kind, body in jobs]
+        queries = [packed_query(kind, body) for kind, body in jobs]
         first = int(await self._call(self._accept, keys, [owner, len(jobs), WINDOW, *queries]))
         self._highest = max(self._highest, first + len(jobs) - 1)
         return first
+
+    async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
+        keys = [key("status"), key("running"), key("owners"), key(f"run:{owner}")]
+        args: list[Any] = [owner]
+        for job_id, kind, body in jobs:
+            args += [job_id, packed_query(kind, body)]
+        await self._call(self._restore, keys, args)
 
     async def lookup(self, job_id: int) -> tuple[int, bytes]:
         keys = [key("status"), key(f"r:{job_id}"), key("expired")]
@@ -377,8 +405,15 @@ class RedisStore:
         return bytes(content)
 
     async def remove_dataset(self, name: str) -> None:
-        await self._command(self._redis.hdel(key("datasets"), name))
-        await self._command(self._bulk.delete(key(f"ds:{name}")))
+        """The list and the file in one transaction: never one gone without the other."""
+
+        async def remove() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(key("datasets"), name)
+                pipe.unlink(key(f"ds:{name}"))
+                await pipe.execute()
+
+        await self._command(remove())
 
     async def health(self) -> dict[str, Any]:
         return {"store": self.description}

@@ -3,13 +3,17 @@
 It lives in the manager process, like the single front-end's ledger, and journals the same way,
 but it also hands out the ids (one counter for every front-end, so ids stay dense and ordered), holds
 the running jobs with their queries and the finished replies (so any front-end can answer for any
-job), and applies the retention itself. Front-ends reach it through a manager proxy, from threads
-(`EmbeddedStore`), once per batch.
+job), and applies the retention itself. Front-ends reach it through its channel, from the event
+loop (`EmbeddedStore`, store/channel.py): one frame per turn of the loop, whatever it carries.
+
+A restarted manager (its process was killed; the node's parent starts a new one, which replays the
+journal) knows the finished jobs but not the running ones: each front-end records its running jobs
+again (`restore`) when it sees the new manager, and until then, for SETTLE_S, an id this store
+does not know but may have handed out is "unavailable" (503), never "Invalid job_id".
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -19,12 +23,16 @@ from typing import Any
 
 import orjson
 
+from store.channel import AsyncChannel
 from store.jobstore import EXPIRED, INVALID, RUNNING, Accepted, StoreUnavailable
 from store.ledger import Ledger
 
 RESERVE_BLOCK = 10_000
+BULK_TIMEOUT_S = 60.0  # an uploaded CSV may be hundreds of MB
 DATASET_INDEX = "index.json"  # the same list server/datasets.py keeps
 HEARTBEAT_TTL_S = 3.0
+SETTLE_S = 1.0  # after a restart under running front-ends: each looks at least every 0.25 s
+UNSETTLED = 503
 RetentionTuple = tuple[int, int, float | None]
 
 
@@ -32,23 +40,32 @@ class SharedLedger(Ledger):
     """Ledger + ids, running jobs and replies for every front-end of the machine."""
 
     def __init__(self, state_dir: str, end_interrupted: bool, retention: RetentionTuple, fsync: str = "batch") -> None:
-        super().__init__(state_dir, end_interrupted, fsync)
+        """`end_interrupted`: a server start (see Ledger); else a restart after the manager process
+        died under running front-ends: the system did not crash, so every id handed out is marked
+        issued in the journal (`accept` appends the mark before it answers) and ids go on right
+        after it, with no gap for the next start to take for jobs cut short."""
+        super().__init__(state_dir, False, fsync)
         self._keep, self._max_bytes, self._ttl_s = retention
         recovered = self.recovered()
         now = time.monotonic()
         self._replies: dict[int, tuple[str, bytes, float]] = {
             job_id: (status, reply, now) for job_id, (status, reply) in sorted(recovered.replies.items())
         }
-        recovered.replies = {}  # the front-ends ask this store; no copy travels to them
         self._bytes = sum(len(reply) for _, reply, _ in self._replies.values())
         self._next = recovered.next_id
+        if not end_interrupted:
+            self._next = max(recovered.issued, max(self._replies, default=0)) + 1
         self._expired_up_to = recovered.expired_below - 1
         self._running: dict[int, tuple[str, str, bytes]] = {}
         self._heartbeats: dict[str, float] = {}
         self._shared_lock = threading.Lock()
         self._datasets_dir = Path(state_dir) / "datasets"
         self._dataset_number = 0
+        self._settle_until = 0.0 if end_interrupted else now + SETTLE_S
         self._trim()
+        if end_interrupted:  # only now: finish() needs the fields above
+            self._fail_interrupted()
+        recovered.replies = {}  # the front-ends ask this store; no copy travels to them
 
     def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int | str:
         """The first of len(jobs) new ids, or why none could be reserved (a journal write failed)."""
@@ -58,11 +75,22 @@ class SharedLedger(Ledger):
                 failure = self.reserve(last + RESERVE_BLOCK)
                 if failure:
                     return failure
+            with self._lock:  # on disk with the next fdatasync; a manager's death does not lose it
+                failure = self._mark_issued(last)
+            if failure:
+                return failure
             self._next = last + 1
             for job_id, (kind, body) in enumerate(jobs, first):
                 self._running[job_id] = (owner, kind, body)
-            self.issued(last)
             return first
+
+    def restore(self, owner: str, jobs: Sequence[tuple[int, str, bytes]]) -> None:
+        """Running jobs recorded again by their owner, after this manager replaced a dead one."""
+        with self._shared_lock:
+            self._heartbeats[owner] = time.monotonic()
+            for job_id, kind, body in jobs:
+                if job_id not in self._replies:
+                    self._running[job_id] = (owner, kind, body)
 
     def finish(self, replies: list[tuple[int, str, bytes]]) -> str | None:
         """Journal and hold replies; the first reply of a job wins."""
@@ -111,6 +139,8 @@ class SharedLedger(Ledger):
                 return 200, RUNNING
             if 0 < job_id <= self._expired_up_to:
                 return 404, EXPIRED
+            if job_id < self._next and time.monotonic() < self._settle_until:
+                return UNSETTLED, b"the job ledger was restarted; its running jobs are being recorded again"
             return 404, INVALID
 
     def statuses(self) -> list[tuple[int, str]]:
@@ -195,61 +225,61 @@ class SharedLedger(Ledger):
 
 
 class EmbeddedStore:
-    """The JobStore of `--frontends N` without --store: calls on the shared ledger, in threads."""
+    """The JobStore of `--frontends N` without --store: the shared ledger, through its channel."""
 
     description = "embedded"
 
-    def __init__(self, ledger: Any) -> None:
-        self._ledger = ledger
-
-    async def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return await asyncio.to_thread(getattr(self._ledger, method), *args)
-        except (OSError, EOFError) as error:
-            raise StoreUnavailable(f"the job ledger is unreachable: {error}") from error
+    def __init__(self, address: str) -> None:
+        self.channel = AsyncChannel(address)
 
     async def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int:
-        first = await self._call("accept", owner, list(jobs))
+        first = await self.channel.call("accept", owner, list(jobs))
         if isinstance(first, str):
             raise StoreUnavailable(f"cannot reserve job ids: {first}")
         return int(first)
 
+    async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
+        await self.channel.call("restore", owner, [tuple(job) for job in jobs])
+
     async def lookup(self, job_id: int) -> tuple[int, bytes]:
-        status, body = await self._call("lookup", job_id)
+        status, body = await self.channel.call("lookup", job_id)
+        if status == UNSETTLED:
+            raise StoreUnavailable(body.decode())
         return int(status), bytes(body)
 
     async def statuses(self) -> list[tuple[int, str]]:
-        return list(await self._call("statuses"))
+        return list(await self.channel.call("statuses"))
 
     async def running(self, owners: Sequence[str] | None = None) -> int:
-        return int(await self._call("running", None if owners is None else list(owners)))
+        return int(await self.channel.call("running", None if owners is None else list(owners)))
 
     async def heartbeat(self, owner: str) -> None:
-        await self._call("heartbeat", owner)
+        await self.channel.call("heartbeat", owner)
 
     async def claim_orphans(self, owner: str, including_own: bool) -> list[Accepted]:
-        return [Accepted(*job) for job in await self._call("claim_orphans", owner, including_own)]
+        return [Accepted(*job) for job in await self.channel.call("claim_orphans", owner, including_own)]
 
     async def new_dataset_name(self) -> str:
-        return str(await self._call("new_dataset_name"))
+        return str(await self.channel.call("new_dataset_name"))
 
     async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
-        await self._call("keep_dataset", name, label, content)
+        await self.channel.call("keep_dataset", name, label, content, timeout_s=BULK_TIMEOUT_S)
 
     async def datasets(self) -> dict[str, str]:
-        return dict(await self._call("datasets"))
+        return dict(await self.channel.call("datasets"))
 
     async def dataset_content(self, name: str) -> bytes:
-        return bytes(await self._call("dataset_content", name))
+        return bytes(await self.channel.call("dataset_content", name, timeout_s=BULK_TIMEOUT_S))
 
     async def remove_dataset(self, name: str) -> None:
-        await self._call("remove_dataset", name)
+        await self.channel.call("remove_dataset", name)
 
     def restarted(self) -> bool:
-        return False  # the manager process is the node's; it does not restart under it
+        """Whether a new manager process (the old one died) answered since the last call."""
+        return self.channel.restarted()
 
     async def health(self) -> dict[str, Any]:
         return {"store": self.description}
 
     async def close(self) -> None:
-        return None
+        self.channel.close()

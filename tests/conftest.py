@@ -60,6 +60,7 @@ TEST_KINDS = {
     "test_generate.py": "unit",
     "test_reference.py": "unit",
     "test_ledger.py": "unit",
+    "test_channel.py": "unit",
     "test_hostile_units.py": "unit",
     "test_wide.py": "unit",
     "test_answers.py": "unit",

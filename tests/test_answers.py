@@ -5,6 +5,7 @@ nothing here depends on timing (the gather pause is long, and only the order of 
 """
 
 import asyncio
+import functools
 import threading
 
 from compute.queries import Query
@@ -31,7 +32,7 @@ class NoPool:
 def answers_with_hits(ledger, gather_s, delivered):
     cache = AnswerCache(max_entries=16, max_bytes=2**20)
     cache.put(Query("states_mean", 0), b'{"status":"done","data":{}}')
-    answers = Answers(cache, lambda: ledger, delivered.append, gather_s)
+    answers = Answers(cache, functools.partial(asyncio.to_thread, ledger.finish), delivered.append, gather_s)
     answers.dispatcher = NoPool()
     return answers
 

@@ -163,3 +163,67 @@ def test_a_killed_front_end_is_started_again_and_its_jobs_end_done(servers, tmp_
         assert reply["status"] == "done", (job_id, reply)
     assert victim not in frontend_pids(server)
     assert len(frontend_pids(server)) == 2, "the dead front-end was replaced"
+
+
+def settled_result(server, job_id, deadline):
+    """The job's reply once done; 503 with Retry-After (the store restarting) is waited out."""
+    while True:
+        status, headers, body = server.fetch("GET", f"/api/get_results/{job_id}")
+        if status == 200 and json.loads(body) != {"status": "running"}:
+            return body
+        if status != 200:
+            assert (status, headers["Retry-After"]) == (503, "1"), (job_id, status, body)
+            assert json.loads(body)["status"] == "error"
+        assert time.monotonic() < deadline, f"{job_id}: {status} {body!r}"
+        time.sleep(0.05)
+
+
+def test_a_killed_shared_manager_is_started_again_and_nothing_is_lost(servers, tmp_path):
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    before = {job_id: server.result(job_id) for job_id in server.submit_all(mixed_queries(30))}
+    healths = {}
+    deadline = time.monotonic() + 30
+    while len(healths) < 2:  # each front-end's own reply names its workers
+        health = server.get_json("/api/health")
+        healths[health["frontend"]] = health
+        assert time.monotonic() < deadline
+    workers = [pid for health in healths.values() for pid in health["workers"]]
+    old = health["ledger"]["pid"]
+    for pid in workers:  # jobs stay running across the manager's death, then end
+        os.kill(pid, signal.SIGSTOP)
+    running = server.submit_all(mixed_queries(40))
+
+    os.kill(old, signal.SIGKILL)
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    accepted, unavailable = [], 0
+    deadline = time.monotonic() + 60
+    while len(accepted) < 20:  # each answers at once: 200, or 503 while the manager restarts
+        status, headers, reply = server.fetch("POST", "/api/states_mean", {"question": OBESITY})
+        if status == 200:
+            accepted.append(json.loads(reply)["job_id"])
+        else:
+            assert (status, headers["Retry-After"]) == (503, "1"), reply
+            unavailable += 1
+        assert time.monotonic() < deadline, f"no recovery: {status} {reply!r}"
+
+    for job_id in [*running, *accepted]:
+        assert json.loads(settled_result(server, job_id, deadline))["status"] == "done", job_id
+    for job_id, body in before.items():
+        assert settled_result(server, job_id, deadline) == body, f"{job_id} changed after the restart"
+    while True:  # both front-ends see the new manager
+        ledgers = [server.get_json("/api/health")["ledger"] for _ in range(20)]
+        if all(ledger["pid"] != old and ledger["restarts"] == 1 for ledger in ledgers):
+            break
+        assert time.monotonic() < deadline, ledgers
+    assert os.getpgid(ledgers[0]["pid"]) == server.pid, "the new manager is the node's"
+    numbers = [int(job_id.removeprefix("job_id_")) for job_id in [*before, *running, *accepted]]
+    assert len(set(numbers)) == len(numbers)
+
+    assert server.stop() == 0, server.output()
+    server.assert_released()
+    again = servers(tmp_path / "state", args=("--frontends", "2"))
+    for job_id, body in before.items():
+        assert again.result(job_id, timeout=0) == body, job_id
+    for job_id in [*running, *accepted]:
+        assert json.loads(again.result(job_id, timeout=0))["status"] == "done", job_id

@@ -104,3 +104,13 @@ def test_a_failed_write_is_reported_and_leaves_no_partial_line(tmp_path: Path) -
     assert ledger.health()["write_error"] is None
     ledger.close(3)
     assert set(replay(tmp_path / JOURNAL).replies) == {2}
+
+
+def test_a_reply_marks_every_id_up_to_it_issued(tmp_path):
+    """A cached answer can overtake older jobs still in the pool; after a crash those are
+    "interrupted", never "Invalid job_id"."""
+    ledger = Ledger(str(tmp_path))
+    ledger.finish([(5, "done", b'{"status":"done","data":1}')])
+    again = Ledger(str(tmp_path))  # a crash: no clean stop
+    assert again.recovered().replies[4] == ("error", INTERRUPTED)
+    assert again.recovered().replies[5][0] == "done"

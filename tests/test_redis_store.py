@@ -127,7 +127,16 @@ def test_while_redis_is_down_queries_get_503_and_health_says_why_then_it_recover
     server = node(servers, tmp_path, redis_server, "alpha")
     held = server.submit("global_mean", {"question": OBESITY})
     held_reply = server.result(held)
+    dataset, _ = upload(server, tmp_path)
     redis_server.stop()
+
+    for method, path, body in (
+        ("DELETE", f"/api/datasets/{dataset}", None),
+        ("POST", "/api/datasets?name=small.csv", (tmp_path / "small.csv").read_bytes()),
+    ):
+        status, headers, reply = server.fetch(method, path, body)
+        assert (status, headers["Retry-After"]) == (503, "1"), (method, path, reply)
+        assert json.loads(reply)["status"] == "error" and "Redis" in json.loads(reply)["reason"]
 
     for _ in range(3):
         started = time.monotonic()
@@ -147,6 +156,7 @@ def test_while_redis_is_down_queries_get_503_and_health_says_why_then_it_recover
         time.sleep(0.2)
     assert json.loads(server.result(json.loads(status[1])["job_id"]))["status"] == "done"
     assert server.get_json("/api/health")["status"] == "ok"
+    assert server.call("DELETE", f"/api/datasets/{dataset}")[0] == 200, "kept while Redis was down"
 
 
 def test_an_upload_reaches_every_node_even_one_started_later(servers, tmp_path, redis_server):  # noqa: F811
