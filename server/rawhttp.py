@@ -1,0 +1,124 @@
+"""Recognise, in the bytes a connection received, a whole and plain HTTP/1.x request for one of the
+two routes every job uses, and write its reply as bytes, exactly as aiohttp would have.
+
+`scan` is deliberately narrow: it says "hot" only for a request it understands completely (request
+line exactly `POST /api/<query>` or `GET /api/get_results/<id>[?wait=<s>]`, visible-ASCII headers
+within aiohttp's limits, no duplicate of a header aiohttp refuses twice, a Content-Length body that
+is all there, no Transfer-Encoding, Content-Encoding, Expect or Upgrade). For any other request it
+can still measure (a whole request with a Content-Length, or none) it gives its length, so that
+request alone goes to aiohttp; for anything else (incomplete, odd, possibly an upgrade) it gives
+None and the connection leaves all its bytes to aiohttp from then on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import NamedTuple
+
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE
+
+from compute.queries import KERNELS
+
+# aiohttp's parser limits (RequestHandler's defaults, which the server keeps): a head shorter than
+# the shortest of them cannot exceed any of them.
+MAX_HEAD = 8190
+MAX_HEADERS = 128
+
+REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[!-~]*) HTTP/1\.([01])\r\n")
+# Header lines: a token, a colon, visible ASCII, spaces and tabs. No obs-fold, no control bytes,
+# no obs-text: what aiohttp's parser might read differently is left to it.
+HEADER_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*\r\n")
+# aiohttp refuses a second one of each of its singletons (SINGLETON_HEADERS); the others change
+# how a request is framed or answered.
+WATCHED = (
+    b"content-length|content-location|content-range|content-type|etag|host|max-forwards|server"
+    b"|transfer-encoding|user-agent|content-encoding|connection|expect|upgrade|sec-websocket-key1"
+)
+FIELD = re.compile(rb"\n(" + WATCHED + rb"):[\t ]*([\t -~]*?)[\t ]*\r", re.IGNORECASE)
+QUERY_TARGETS = {f"/api/{kind}".encode(): kind for kind in KERNELS}
+RESULTS_TARGET = re.compile(rb"/api/get_results/([0-9A-Za-z_]{1,64})(?:\?wait=([0-9.]{1,32}))?")
+REFUSED_OR_REFRAMED = (b"transfer-encoding", b"upgrade", b"sec-websocket-key1")
+LEFT_TO_AIOHTTP = (b"content-encoding", b"expect")
+
+
+class Hot(NamedTuple):
+    """A whole request for a hot route; `end` is where the next request starts in the buffer."""
+
+    end: int
+    method: str  # "POST" (a query) or "GET" (get_results)
+    path: str
+    name: str  # the query's kind, or the job id's text
+    wait: str | None  # get_results' ?wait=
+    body: bytes
+    version: int  # the minor version: 1 or 0
+    keep_alive: bool
+
+
+def scan(buffer: bytes, start: int, max_query_body: int) -> Hot | int | None:
+    """The request beginning at `start`: Hot, or the end of a whole request for aiohttp, or None."""
+    head_end = buffer.find(b"\r\n\r\n", start, start + MAX_HEAD + 4)
+    if head_end < 0:
+        return None
+    line = REQUEST_LINE.match(buffer, start, head_end + 2)
+    if line is None or not HEADER_LINES.fullmatch(buffer, line.end(), head_end + 4):
+        return None
+    method, target, minor = line.groups()
+    if method == b"CONNECT" or buffer.count(b"\n", line.end(), head_end + 2) > MAX_HEADERS:
+        return None
+    fields: dict[bytes, bytes] = {}
+    for name, value in FIELD.findall(buffer, line.end() - 1, head_end + 3):
+        name = name.lower()
+        if name in fields:
+            return None
+        fields[name] = value
+    if any(name in fields for name in REFUSED_OR_REFRAMED):
+        return None
+    length_text = fields.get(b"content-length")
+    if length_text is not None and not (length_text.isdigit() and len(length_text) <= 12):
+        return None
+    length = int(length_text) if length_text is not None else 0
+    end = head_end + 4 + length
+    if len(buffer) < end:
+        return None
+    version = int(minor)
+    connection = fields.get(b"connection", b"").lower()
+    if (
+        (connection and connection not in (b"close", b"keep-alive"))
+        or (version == 1 and b"host" not in fields)
+        or any(name in fields for name in LEFT_TO_AIOHTTP)
+    ):
+        return end
+    keep_alive = connection == b"keep-alive" if version == 0 else connection != b"close"
+    if method == b"POST":
+        kind = QUERY_TARGETS.get(target)
+        if kind is None or length_text is None or length > max_query_body:
+            return end
+        body = buffer[head_end + 4 : end]
+        return Hot(end, "POST", target.decode(), kind, None, body, version, keep_alive)
+    results = RESULTS_TARGET.fullmatch(target) if method == b"GET" and not length else None
+    if results is None:
+        return end
+    job, wait = results.groups()
+    path = target.partition(b"?")[0].decode()
+    return Hot(end, "GET", path, job.decode(), wait.decode() if wait else None, b"", version, keep_alive)
+
+
+REASONS = {status.value: status.phrase for status in HTTPStatus}
+SERVER = SERVER_SOFTWARE
+
+
+def reply(version: int, status: int, body: bytes, headers: Mapping[str, str] | None, keep_alive: bool) -> bytes:
+    """A JSON reply with the head aiohttp's web.Response writes for it (same headers, same order)."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()) if headers else ""
+    if version == 0:
+        connection = "Connection: keep-alive\r\n" if keep_alive else ""
+    else:
+        connection = "" if keep_alive else "Connection: close\r\n"
+    head = (
+        f"HTTP/1.{version} {status} {REASONS[status]}\r\n{extra}Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nDate: {rfc822_formatted_time()}\r\nServer: {SERVER}\r\n{connection}\r\n"
+    )
+    return head.encode() + body
