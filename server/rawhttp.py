@@ -3,7 +3,7 @@ two routes every job uses, and write its reply as bytes, exactly as aiohttp woul
 
 `scan` is deliberately narrow: it says "hot" only for a request it understands completely (request
 line exactly `POST /api/<query>` or `GET /api/get_results/<id>[?wait=<s>]`, visible-ASCII headers
-within aiohttp's limits, no duplicate of a header aiohttp refuses twice, a Content-Length body that
+within aiohttp's limits, no header twice, a Content-Length body that
 is all there, no Transfer-Encoding, Content-Encoding, Expect or Upgrade). For any other request it
 can still measure (a whole request with a Content-Length, or none) it gives its length, so that
 request alone goes to aiohttp; for anything else (incomplete, odd, possibly an upgrade) it gives
@@ -27,21 +27,12 @@ from compute.queries import KERNELS
 MAX_HEAD = 8190
 MAX_HEADERS = 128
 
-REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[!-~]*) HTTP/1\.([01])\r\n")
-# Header lines: a token, a colon, visible ASCII, spaces and tabs. No obs-fold, no control bytes,
-# no obs-text: what aiohttp's parser might read differently is left to it.
-HEADER_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\t -~]*\r\n)*\r\n")
-# aiohttp refuses a second one of each of its singletons (SINGLETON_HEADERS); the others change
-# how a request is framed or answered.
-WATCHED = (
-    b"content-length|content-location|content-range|content-type|etag|host|max-forwards|server"
-    b"|transfer-encoding|user-agent|content-encoding|connection|expect|upgrade|sec-websocket-key1"
-)
-FIELD = re.compile(rb"\n(" + WATCHED + rb"):[\t ]*([\t -~]*?)[\t ]*\r", re.IGNORECASE)
+REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[!-~]*) HTTP/1\.([01])")
+HEADER_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]++:[\t -~]*+\r\n)++")
 QUERY_TARGETS = {f"/api/{kind}".encode(): kind for kind in KERNELS}
 RESULTS_TARGET = re.compile(rb"/api/get_results/([0-9A-Za-z_]{1,64})(?:\?wait=([0-9.]{1,32}))?")
-REFUSED_OR_REFRAMED = (b"transfer-encoding", b"upgrade", b"sec-websocket-key1")
-LEFT_TO_AIOHTTP = (b"content-encoding", b"expect")
+REFRAMED = frozenset((b"transfer-encoding", b"upgrade", b"sec-websocket-key1"))  # in doubt
+LEFT_TO_AIOHTTP = frozenset((b"content-encoding", b"expect"))  # 415, 100-continue: aiohttp's
 
 
 class Hot(NamedTuple):
@@ -57,38 +48,48 @@ class Hot(NamedTuple):
     keep_alive: bool
 
 
+def _fields(buffer: bytes, start: int, end: int) -> dict[bytes, bytes] | None:
+    """The header lines between `start` and `end` (each ending in CRLF) by lower-case name; None
+    unless each is a token, a colon, then visible ASCII, spaces and tabs (no obs-fold, control
+    bytes, obs-text, bare CR or LF), none twice (aiohttp refuses a second Host, Content-Length, ...)
+    and no more than aiohttp takes. What aiohttp might read differently is left to it."""
+    if not HEADER_LINES.fullmatch(buffer, start, end):
+        return None
+    lines = buffer[start : end - 2].lower().split(b"\r\n")
+    fields = dict([line.split(b":", 1) for line in lines])
+    return fields if len(fields) == len(lines) <= MAX_HEADERS else None
+
+
 def scan(buffer: bytes, start: int, max_query_body: int) -> Hot | int | None:
     """The request beginning at `start`: Hot, or the end of a whole request for aiohttp, or None."""
     head_end = buffer.find(b"\r\n\r\n", start, start + MAX_HEAD + 4)
     if head_end < 0:
         return None
-    line = REQUEST_LINE.match(buffer, start, head_end + 2)
-    if line is None or not HEADER_LINES.fullmatch(buffer, line.end(), head_end + 4):
+    line_end = buffer.find(b"\r\n", start, head_end + 2)
+    line = REQUEST_LINE.fullmatch(buffer, start, line_end)
+    if line is None:
+        return None
+    fields = _fields(buffer, line_end + 2, head_end + 2) if line_end < head_end else {}
+    if fields is None:
         return None
     method, target, minor = line.groups()
-    if method == b"CONNECT" or buffer.count(b"\n", line.end(), head_end + 2) > MAX_HEADERS:
-        return None
-    fields: dict[bytes, bytes] = {}
-    for name, value in FIELD.findall(buffer, line.end() - 1, head_end + 3):
-        name = name.lower()
-        if name in fields:
-            return None
-        fields[name] = value
-    if any(name in fields for name in REFUSED_OR_REFRAMED):
+    if method == b"CONNECT" or not REFRAMED.isdisjoint(fields):
         return None
     length_text = fields.get(b"content-length")
-    if length_text is not None and not (length_text.isdigit() and len(length_text) <= 12):
-        return None
+    if length_text is not None:
+        length_text = length_text.strip()
+        if not (length_text.isdigit() and len(length_text) <= 12):
+            return None
     length = int(length_text) if length_text is not None else 0
     end = head_end + 4 + length
     if len(buffer) < end:
         return None
     version = int(minor)
-    connection = fields.get(b"connection", b"").lower()
+    connection = fields.get(b"connection", b"").strip()
     if (
         (connection and connection not in (b"close", b"keep-alive"))
         or (version == 1 and b"host" not in fields)
-        or any(name in fields for name in LEFT_TO_AIOHTTP)
+        or not LEFT_TO_AIOHTTP.isdisjoint(fields)
     ):
         return end
     keep_alive = connection == b"keep-alive" if version == 0 else connection != b"close"
