@@ -93,6 +93,8 @@ def scan(buffer: bytes, start: int, max_query_body: int) -> Hot | int | None:
     ):
         return end
     keep_alive = connection == b"keep-alive" if version == 0 else connection != b"close"
+    if not keep_alive and len(buffer) > end:
+        return None  # aiohttp's parser refuses the whole buffer ("Data after Connection: close")
     if method == b"POST":
         kind = QUERY_TARGETS.get(target)
         if kind is None or length_text is None or length > max_query_body:
