@@ -19,6 +19,7 @@ from conftest import PROJECT_ROOT
 
 from server.app import create_app
 from server.config import Config
+from server.middleware import INTERNAL_ERROR
 from server.rawhttp import Hot, scan
 from server.service import SERVICE
 
@@ -270,6 +271,75 @@ async def test_a_long_poll_answers_after_its_wait_and_holds_what_follows(tmp_pat
         {"num_jobs": 1},
         {"status": "done", "data": {}},
     ]
+
+
+async def test_a_client_that_leaves_during_a_long_poll_does_not_disturb_the_server(tmp_path):
+    async def scenario(server):
+        jobs = server.app[SERVICE].jobs
+        job_id = await jobs.open()
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(get(f"/api/get_results/{job_id}?wait=20"))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+        await asyncio.sleep(0.1)
+        jobs.finish([(job_id, "done", b'{"status":"done","data":{}}')])
+        got, _ = await exchange(server.port, get(f"/api/get_results/{job_id}"))
+        return json.loads(got[0][2])
+
+    assert await on_both(tmp_path, scenario) == {"status": "done", "data": {}}
+
+
+async def test_many_requests_pipelined_behind_a_long_poll_wait_for_it_in_order(tmp_path):
+    """More than the fast path holds while a reply waits (it stops reading, then reads on)."""
+    behind = [get(f"/api/get_results/{900_000 + n}", headers=b"X-Pad: %s\r\n" % (b"p" * 64)) for n in range(700)]
+
+    async def scenario(server):
+        jobs = server.app[SERVICE].jobs
+        job_id = await jobs.open()
+        data = get(f"/api/get_results/{job_id}?wait=0.3") + b"".join(behind)
+        got, _ = await exchange(server.port, data, replies=1 + len(behind))
+        jobs.finish([(job_id, "done", b"{}")])  # or the stop would wait for it
+        return [body for _, _, body in got]
+
+    bodies = await on_both(tmp_path, scenario)
+    assert len(b"".join(behind)) > 64 * 1024
+    assert json.loads(bodies[0]) == {"status": "running"}
+    assert set(bodies[1:]) == {b'{"status":"error","reason":"Invalid job_id"}'}
+
+
+async def test_a_request_that_comes_while_aiohttp_handles_the_one_before_waits_for_it(tmp_path):
+    async def scenario(server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(get("/api/health"))  # aiohttp's, and it awaits the ledger
+        await writer.drain()
+        writer.write(QUERY)
+        writer.write(get("/api/get_results/1?wait=10"))
+        await writer.drain()
+        got = [json.loads((await read_reply(reader))[2]) for _ in range(3)]
+        writer.close()
+        return [sorted(got[0]), got[1], got[2]["status"]]
+
+    health, job, status = await on_both(tmp_path, scenario)
+    assert "status" in health and job == {"job_id": "job_id_1"} and status == "done"
+
+
+async def test_a_crash_in_a_route_is_a_500_in_json_on_both_paths(tmp_path, monkeypatch):
+    def crash(*args):
+        raise RuntimeError("a bug")
+
+    async def crash_later(*args):
+        raise RuntimeError("a bug")
+
+    for module in ("server.routes", "server.fastpath"):
+        monkeypatch.setattr(f"{module}.results_at_once", crash)
+        monkeypatch.setattr(f"{module}.submit", crash_later)
+
+    async def scenario(server):
+        return await exchanges(server, get("/api/get_results/1"), QUERY)
+
+    replies = await on_both(tmp_path, scenario)
+    assert [got[0][2] for got, _ in replies] == [b'{"status":"error","reason":"%s"}' % INTERNAL_ERROR.encode()] * 2
 
 
 # ---------------------------------------------------------------------------------------------
