@@ -12,6 +12,7 @@ None and the connection leaves all its bytes to aiohttp from then on.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -48,16 +49,43 @@ class Hot(NamedTuple):
     keep_alive: bool
 
 
-def _fields(buffer: bytes, start: int, end: int) -> dict[bytes, bytes] | None:
-    """The header lines between `start` and `end` (each ending in CRLF) by lower-case name; None
-    unless each is a token, a colon, then visible ASCII, spaces and tabs (no obs-fold, control
-    bytes, obs-text, bare CR or LF), none twice (aiohttp refuses a second Host, Content-Length, ...)
-    and no more than aiohttp takes. What aiohttp might read differently is left to it."""
-    if not HEADER_LINES.fullmatch(buffer, start, end):
+class Headers(NamedTuple):
+    """What a request's header lines say about it."""
+
+    length: int | None  # Content-Length
+    connection: bytes  # the Connection header, lower case: b"", b"close", b"keep-alive" or another
+    host: bool
+    plain: bool  # no Content-Encoding (415) or Expect (100-continue): else aiohttp's
+
+
+NO_HEADERS = Headers(None, b"", False, True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _headers(head: bytes) -> Headers | None:
+    """What the header lines of a head (each ending in CRLF) say; cached, as a client sends the
+    same few heads again and again. None unless each line is a token, a colon, then visible ASCII,
+    spaces and tabs (no obs-fold, control bytes, obs-text, bare CR or LF), none comes twice (aiohttp
+    refuses a second Host, Content-Length, ...), there are no more than aiohttp takes, none may
+    reframe the connection and the Content-Length is plain digits: what aiohttp might read
+    differently is left to it."""
+    if not HEADER_LINES.fullmatch(head):
         return None
-    lines = buffer[start : end - 2].lower().split(b"\r\n")
+    lines = head[:-2].lower().split(b"\r\n")
     fields = dict([line.split(b":", 1) for line in lines])
-    return fields if len(fields) == len(lines) <= MAX_HEADERS else None
+    if len(fields) != len(lines) or len(lines) > MAX_HEADERS or not REFRAMED.isdisjoint(fields):
+        return None
+    length = fields.get(b"content-length")
+    if length is not None:
+        length = length.strip()
+        if not (length.isdigit() and len(length) <= 12):
+            return None
+    return Headers(
+        int(length) if length is not None else None,
+        fields.get(b"connection", b"").strip(),
+        b"host" in fields,
+        LEFT_TO_AIOHTTP.isdisjoint(fields),
+    )
 
 
 def scan(buffer: bytes, start: int, max_query_body: int) -> Hot | int | None:
@@ -67,41 +95,28 @@ def scan(buffer: bytes, start: int, max_query_body: int) -> Hot | int | None:
         return None
     line_end = buffer.find(b"\r\n", start, head_end + 2)
     line = REQUEST_LINE.fullmatch(buffer, start, line_end)
-    if line is None:
-        return None
-    fields = _fields(buffer, line_end + 2, head_end + 2) if line_end < head_end else {}
-    if fields is None:
+    headers = _headers(buffer[line_end + 2 : head_end + 2]) if line_end < head_end else NO_HEADERS
+    if line is None or headers is None:
         return None
     method, target, minor = line.groups()
-    if method == b"CONNECT" or not REFRAMED.isdisjoint(fields):
+    end = head_end + 4 + (headers.length or 0)
+    if method == b"CONNECT" or len(buffer) < end:
         return None
-    length_text = fields.get(b"content-length")
-    if length_text is not None:
-        length_text = length_text.strip()
-        if not (length_text.isdigit() and len(length_text) <= 12):
-            return None
-    length = int(length_text) if length_text is not None else 0
-    end = head_end + 4 + length
-    if len(buffer) < end:
-        return None
-    version = int(minor)
-    connection = fields.get(b"connection", b"").strip()
-    if (
-        (connection and connection not in (b"close", b"keep-alive"))
-        or (version == 1 and b"host" not in fields)
-        or not LEFT_TO_AIOHTTP.isdisjoint(fields)
-    ):
+    version = 1 if minor == b"1" else 0
+    connection = headers.connection
+    if (connection and connection not in (b"close", b"keep-alive")) or not (headers.host or version == 0):
         return end
     keep_alive = connection == b"keep-alive" if version == 0 else connection != b"close"
     if not keep_alive and len(buffer) > end:
         return None  # aiohttp's parser refuses the whole buffer ("Data after Connection: close")
+    if not headers.plain:
+        return end
     if method == b"POST":
         kind = QUERY_TARGETS.get(target)
-        if kind is None or length_text is None or length > max_query_body:
+        if kind is None or headers.length is None or headers.length > max_query_body:
             return end
-        body = buffer[head_end + 4 : end]
-        return Hot(end, "POST", target.decode(), kind, None, body, version, keep_alive)
-    results = RESULTS_TARGET.fullmatch(target) if method == b"GET" and not length else None
+        return Hot(end, "POST", target.decode(), kind, None, buffer[head_end + 4 : end], version, keep_alive)
+    results = RESULTS_TARGET.fullmatch(target) if method == b"GET" and not headers.length else None
     if results is None:
         return end
     job, wait = results.groups()
