@@ -86,7 +86,7 @@ def _crash(request: Hot) -> Answer:
 class FastRequestHandler(GuardedRequestHandler):
     """GuardedRequestHandler that answers whole hot requests itself (see the module's docstring)."""
 
-    __slots__ = ("_aiohttp_done", "_fast", "_held", "_hot", "_waiting")
+    __slots__ = ("_aiohttp_done", "_fast", "_held", "_hot", "_owed", "_waiting")
 
     def __init__(self, manager: web.Server, *, hot: HotRoutes | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -95,9 +95,14 @@ class FastRequestHandler(GuardedRequestHandler):
         self._aiohttp_done = 0  # requests aiohttp finished (its _request_count: requests it parsed)
         self._waiting: asyncio.Task[None] | None = None  # a reply waiting here
         self._held = b""  # what came while it waits
+        self._owed = 0  # bytes still to come of a request whose head went to aiohttp
 
     def data_received(self, data: bytes) -> None:
         if not self._fast:
+            super().data_received(data)
+        elif self._owed:  # the rest of a request aiohttp has the head of
+            self._fast = len(data) <= self._owed  # beyond it: a pipelined request, left to aiohttp
+            self._owed -= min(len(data), self._owed)
             super().data_received(data)
         elif self._waiting is not None:
             self._held += data
@@ -116,8 +121,10 @@ class FastRequestHandler(GuardedRequestHandler):
         while start < len(data) and not self._paused and self.transport is not None:
             found = scan(data, start, self._hot.max_query_body)
             if not isinstance(found, Hot):
-                if found != len(data):  # in doubt, or more than one request for aiohttp
+                if found is None or found < len(data):  # in doubt, or more than one request for aiohttp
                     self._fast = False
+                else:
+                    self._owed = found - len(data)
                 break
             start = found.end
             self._stop_head()

@@ -5,8 +5,8 @@ two routes every job uses, and write its reply as bytes, exactly as aiohttp woul
 line exactly `POST /api/<query>` or `GET /api/get_results/<id>[?wait=<s>]`, visible-ASCII headers
 within aiohttp's limits, no header twice, a Content-Length body that
 is all there, no Transfer-Encoding, Content-Encoding, Expect or Upgrade). For any other request it
-can still measure (a whole request with a Content-Length, or none) it gives its length, so that
-request alone goes to aiohttp; for anything else (incomplete, odd, possibly an upgrade) it gives
+can still measure (a request with a Content-Length, or none, whose head is all there) it gives
+where it ends, so that request alone goes to aiohttp; for anything else (incomplete, odd, possibly an upgrade) it gives
 None and the connection leaves all its bytes to aiohttp from then on.
 """
 
@@ -100,8 +100,10 @@ def scan(buffer: bytes, start: int, max_query_body: int) -> Hot | int | None:
         return None
     method, target, minor = line.groups()
     end = head_end + 4 + (headers.length or 0)
-    if method == b"CONNECT" or len(buffer) < end:
+    if method == b"CONNECT":
         return None
+    if len(buffer) < end:
+        return end  # its body is still coming (a client that writes head and body apart): aiohttp's
     version = 1 if minor == b"1" else 0
     connection = headers.connection
     if (connection and connection not in (b"close", b"keep-alive")) or not (headers.host or version == 0):

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from conftest import PROJECT_ROOT
 
-from server.app import create_app
+from server.app import CONFIG, create_app
 from server.config import Config
 from server.middleware import INTERNAL_ERROR
 from server.rawhttp import Hot, scan
@@ -397,8 +397,7 @@ def test_scan_leaves_other_whole_requests_to_aiohttp_with_their_length(data):
 @pytest.mark.parametrize(
     "data",
     [
-        QUERY[:-1],  # the body is not all there
-        get("/api/get_results/7")[:-2],  # nor the head
+        get("/api/get_results/7")[:-2],  # the head is not all there
         b"",
         b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET http://x/api/get_results/7 HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -410,6 +409,31 @@ def test_scan_leaves_other_whole_requests_to_aiohttp_with_their_length(data):
 )
 def test_scan_is_in_doubt_about_anything_else(data):
     assert scan(data, 0, 4096) is None
+
+
+def test_scan_gives_where_a_request_whose_body_is_still_coming_ends():
+    assert scan(QUERY[:-1], 0, 4096) == len(QUERY)
+
+
+async def test_a_client_writing_head_and_body_apart_keeps_the_connection_fast(tmp_path):
+    """Python's http.client (urllib, requests) sends a POST's head and body in two writes."""
+    head = QUERY.index(b"\r\n\r\n") + 4
+
+    async def scenario(server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        got = []
+        for data in (QUERY[:head], QUERY[head:], get("/api/get_results/1?wait=10"), QUERY[:head], QUERY[head:]):
+            writer.write(data)
+            await writer.drain()
+            if not data.startswith(b"POST"):
+                got.append(json.loads((await read_reply(reader))[2]))
+        if server.app[CONFIG].http_fast_path:  # the connection still answers whole hot requests itself
+            assert [handler._fast for handler in server.runner.server._connections] == [True]
+        writer.close()
+        return got
+
+    got = await on_both(tmp_path, scenario)
+    assert got[0] == {"job_id": "job_id_1"} and got[1]["status"] == "done" and got[2] == {"job_id": "job_id_2"}
 
 
 def test_scan_starts_where_it_is_told():
