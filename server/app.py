@@ -21,12 +21,13 @@ from server.answers import AnswerCache, Answers
 from server.config import Config
 from server.dataset_routes import add_dataset_routes
 from server.datasets import DatasetRegistry
+from server.fastpath import HotRoutes, fast_handler_args
+from server.fastpath import install as install_fast_handler
 from server.guards import refuse_encoded_bodies
 from server.jobs import JobTable, Retention
 from server.logs import CallLog, start_logging, stop_logging
 from server.middleware import json_errors, log_calls
-from server.protocol import handler_args, loop_errors, raise_file_limit
-from server.protocol import install as install_guarded_handler
+from server.protocol import loop_errors, raise_file_limit
 from server.routes import add_routes
 from server.service import SERVICE, Service
 from server.shared import Frontend, SharedJobs
@@ -183,12 +184,15 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config, frontend: Frontend | None = None) -> web.Application:
     """`frontend`: which of the node's front-ends this is (server/frontends.py), when there are several."""
     calls = CallLog()
-    install_guarded_handler()
+    install_fast_handler()
+    handler_args = fast_handler_args(config, None)
     app = web.Application(
         middlewares=[log_calls(config, calls), json_errors(config), refuse_encoded_bodies()],
         client_max_size=config.max_body,
-        handler_args=handler_args(config.header_timeout_s, config.body_timeout_s),
+        handler_args=handler_args,
     )
+    if config.http_fast_path:  # the app keeps this dict, and passes it to each connection's handler
+        handler_args["hot"] = HotRoutes(app, config, calls)
     app[CONFIG] = config
     app[ADMIN_HOST] = config.host
     app[FRONTEND] = frontend or Frontend()

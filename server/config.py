@@ -37,6 +37,7 @@ class Config:
     fsync: str = "batch"
     cache_gather_ms: float = 2.0
     loop: str = "uvloop"
+    http_fast_path: bool = True
     frontends: int = 1
     store: str | None = None
     node: str | None = None
@@ -202,6 +203,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="event loop: uvloop (default; less CPU per request) or the standard asyncio loop",
     )
     parser.add_argument(
+        "--http-fast-path",
+        choices=("on", "off"),
+        default="on",
+        help="answer whole, plain POST /api/<query> and get_results requests below aiohttp's web layer"
+        " (default on; about half the CPU per job); off: every request through aiohttp",
+    )
+    parser.add_argument(
         "--frontends",
         type=frontends_count,
         default=1,
@@ -253,6 +261,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         fsync=args.fsync,
         cache_gather_ms=args.cache_gather_ms,
         loop=args.loop,
+        http_fast_path=args.http_fast_path == "on",
         frontends=args.frontends,
         store=args.store,
         node=args.node,

@@ -78,11 +78,17 @@ class JobTable:
 
     async def open(self) -> int:
         """A new job id, running; waits only when the reserved block is used up."""
-        if self._reserving is None and self._next_id + self._block // 2 > self._reserved:
-            self._reserving = asyncio.ensure_future(self._extend(self._reserved + self._block))
-        while self._next_id > self._reserved:
+        while (job_id := self.open_now()) is None:
             assert self._reserving is not None
             await asyncio.shield(self._reserving)
+        return job_id
+
+    def open_now(self) -> int | None:
+        """A new job id, running, or None when the reserved block is used up (then `open` waits)."""
+        if self._reserving is None and self._next_id + self._block // 2 > self._reserved:
+            self._reserving = asyncio.ensure_future(self._extend(self._reserved + self._block))
+        if self._next_id > self._reserved:
+            return None
         job_id = self._next_id
         self._next_id += 1
         self.running.add(job_id)

@@ -131,8 +131,11 @@ class CallLog:
         self.records: CallQueue = queue.SimpleQueue()
         self._put = self.records.put
 
-    def line(self, message: str, *args: object) -> None:
-        self._put((time.time(), message, args))
+    def enter(self, method: str, path: str, params: object) -> None:
+        self._put((time.time(), "enter %s %s %s", (method, path, params)))
+
+    def exit(self, method: str, path: str, status: int) -> None:
+        self._put((time.time(), "exit %s %s %d", (method, path, status)))
 
 
 class DeferredQueueHandler(QueueHandler):

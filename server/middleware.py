@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
@@ -18,6 +19,7 @@ log = logging.getLogger("lestats.http")
 
 MAX_REASON = 1000  # characters: a reason quotes at most an excerpt of what the client sent
 EXCERPT = 120
+INTERNAL_ERROR = "internal server error; the log has the details"
 
 
 class BodyTimeout(TimeoutError):
@@ -35,14 +37,13 @@ def quoted(value: object) -> str:
     return excerpt(repr(value))
 
 
-def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_body(reason: str) -> bytes:
     """API.md's error shape, whatever the status; the reason is cut to MAX_REASON characters."""
-    return web.Response(
-        status=status,
-        body=orjson.dumps({"status": "error", "reason": excerpt(reason, MAX_REASON)}),
-        content_type="application/json",
-        headers=headers,
-    )
+    return orjson.dumps({"status": "error", "reason": excerpt(reason, MAX_REASON)})
+
+
+def error_response(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=error_body(reason), content_type="application/json", headers=headers)
 
 
 def _reason(error: web.HTTPException, max_body: int) -> str:
@@ -73,7 +74,7 @@ def json_errors(config: Config) -> Middleware:
             return error_response(400, f"the request body is not valid: {excerpt(str(error), 200)}")
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            return error_response(500, "internal server error; the log has the details")
+            return error_response(500, INTERNAL_ERROR)
 
     return middleware
 
@@ -81,12 +82,17 @@ def json_errors(config: Config) -> Middleware:
 QUERY_ROUTE = "query"
 
 
+def loggable_body(config: Config) -> int:
+    """The largest query body the call log quotes (its first 512 bytes); a longer one is logged by size."""
+    return min(4096, config.max_body)
+
+
 def log_calls(config: Config, calls: CallLog) -> Middleware:
     """Entry with the parameters (a query's JSON body, when small and within the limit), exit with
     the status. A body the handler must refuse (over the limit, or sent chunked, or one that fails
     to arrive) is left to it, and so is any other body (an upload is streamed by its handler).
     Secrets in the URL (an admin token in a query string) never reach the log."""
-    readable = min(4096, config.max_body)
+    readable = loggable_body(config)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -100,9 +106,9 @@ def log_calls(config: Config, calls: CallLog) -> Middleware:
                 except Exception:  # the handler's own read fails the same way and answers for it
                     params = "(unreadable body)"
         path = loggable(request.path, config.admin_token)
-        calls.line("enter %s %s %s", request.method, path, params)
+        calls.enter(request.method, path, params)
         response = await handler(request)
-        calls.line("exit %s %s %d", request.method, path, response.status)
+        calls.exit(request.method, path, response.status)
         return response
 
     return middleware

@@ -18,8 +18,8 @@ loop, and reads the rest of a refused body for up to 10 s. Here:
 - refusals are logged through a BurstLog: one line and then a count, not one line per client.
 
 aiohttp builds the handler inside its Server (`web_server.RequestHandler`); it has no setting for
-the class, so `install()` points that name at GuardedRequestHandler. The app's `handler_args`
-carry the timeouts, so every connection of this app is guarded whatever runner serves it.
+the class, so `server/fastpath.py`'s `install()` points that name at a subclass of this one. The
+app's `handler_args` carry the timeouts, so every connection of this app is guarded whatever runner serves it.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import resource
 from typing import Any
 
 import orjson
-from aiohttp import web, web_server
+from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from server.bursts import BurstLog
-from server.middleware import BodyTimeout, error_response, excerpt
+from server.middleware import INTERNAL_ERROR, BodyTimeout, error_response, excerpt
 
 log = logging.getLogger("lestats.http")
 BURSTS = BurstLog(log)
@@ -180,12 +180,7 @@ class GuardedRequestHandler(RequestHandler):
             return 504, "the request timed out"
         if status < 500:
             return status, "the request was refused"
-        return 500, "internal server error; the log has the details"
-
-
-def install() -> None:
-    """Make aiohttp's Server build GuardedRequestHandler for every connection."""
-    web_server.RequestHandler = GuardedRequestHandler  # type: ignore[attr-defined,assignment]
+        return 500, INTERNAL_ERROR
 
 
 def handler_args(header_timeout_s: float, body_timeout_s: float) -> dict[str, Any]:

@@ -2,107 +2,44 @@
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from aiohttp import web
 
 from compute.queries import KERNELS
 from server.admin import admin_only
 from server.config import PROJECT_ROOT
-from server.middleware import QUERY_ROUTE, error_response, quoted
+from server.hot_routes import Answer, Poll, refuse_query, results_after, results_at_once, submit
+from server.middleware import QUERY_ROUTE, error_response
 from server.openapi import openapi_bytes
 from server.service import SERVICE
-from server.shared_datasets import parse_shared
-from server.validation import BadRequest, parse_query
 from store.jobstore import StoreUnavailable
 
 JSON = "application/json"
 STATIC_DIR = PROJECT_ROOT / "static"
 STATIC_ROOT = STATIC_DIR.resolve()
-MAX_WAIT_S = 30.0
 
 
 def json_bytes(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=JSON)
 
 
+def respond(answer: Answer) -> web.Response:
+    status, body, headers = answer
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
 async def submit_query(request: web.Request) -> web.Response:
-    """POST /api/<query>: 200 {"job_id": ...} at once; the work happens in the pool."""
+    """POST /api/<query> (server/hot_routes.py); a refusal is answered before the body is read."""
     service = request.app[SERVICE]
-    if service.draining:
-        return error_response(503, "shutting down")
-    if unreachable := service.unreachable:
-        return error_response(503, unreachable, {"Retry-After": "1"})
-    if len(service.jobs.running) >= service.max_queued:
-        return error_response(
-            503, f"too many jobs queued ({service.max_queued}); try again shortly", {"Retry-After": "1"}
-        )
-    kind = request.match_info["query"]
-    try:
-        body = await request.read()
-        query = (
-            await parse_shared(service.registry, kind, body)
-            if service.shared
-            else parse_query(kind, body, service.catalogs)
-        )
-    except BadRequest as error:
-        return error_response(400, str(error))
-    try:
-        job_id = await (service.shared.open(kind, await request.read()) if service.shared else service.jobs.open())
-    except StoreUnavailable as error:
-        return error_response(503, str(error), {"Retry-After": "1"})
-    except Exception as error:
-        return error_response(503, f"cannot reserve a job id in the ledger: {error}", {"Retry-After": "1"})
-    service.answers.submit(job_id, query)
-    return json_bytes(b'{"job_id":"job_id_%d"}' % job_id)
-
-
-MAX_JOB_ID_DIGITS = 18  # an int64; a longer id was never issued (and int() refuses over 4,300 digits)
-WAIT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")  # plain ASCII decimals: not 1_0, 1e3, nan or non-ASCII digits
-
-
-def parse_job_id(text: str) -> int | None:
-    """`job_id_<n>` or the bare `<n>`, in ASCII digits."""
-    digits = text.removeprefix("job_id_")
-    if not (digits.isascii() and digits.isdecimal() and len(digits) <= MAX_JOB_ID_DIGITS):
-        return None
-    return int(digits)
-
-
-def parse_wait(request: web.Request, grace_s: float) -> float:
-    """Seconds get_results may wait for a running job: ?wait=<s> (at most MAX_WAIT_S), else the
-    server's short poll grace."""
-    text = request.query.get("wait")
-    if text is None:
-        return grace_s
-    if not WAIT.fullmatch(text):
-        raise BadRequest(f"'wait' must be a number of seconds in plain digits, not {quoted(text)}")
-    wait_s = float(text)
-    if not 0 <= wait_s <= MAX_WAIT_S:
-        raise BadRequest(f"'wait' must be between 0 and {MAX_WAIT_S:g} seconds")
-    return wait_s
+    answer = refuse_query(service) or await submit(service, request.match_info["query"], await request.read())
+    return respond(answer)
 
 
 async def get_results(request: web.Request) -> web.Response:
-    """A job's state. For a running job it answers as soon as the job finishes, or with
-    "running" once the wait is over: a poll loop costs the server one request, not dozens."""
+    """GET /api/get_results/<id>[?wait=<s>] (server/hot_routes.py)."""
     service = request.app[SERVICE]
-    try:
-        wait_s = parse_wait(request, service.poll_grace_s)
-    except BadRequest as error:
-        return error_response(400, str(error))
-    job_id = parse_job_id(request.match_info["job_id"]) or 0
-    if wait_s and job_id in service.jobs.running:  # a finished job is answered without an await
-        await service.jobs.wait(job_id, wait_s)
-    if service.shared is None:
-        status, reply = service.jobs.lookup(job_id)
-        return json_bytes(reply, status)
-    try:
-        status, reply = await service.shared.lookup(job_id, wait_s)
-    except StoreUnavailable as error:
-        return error_response(503, str(error), {"Retry-After": "1"})
-    return json_bytes(reply, status)
+    answer = results_at_once(service, request.match_info["job_id"], request.query.get("wait"))
+    return respond(await results_after(service, answer) if isinstance(answer, Poll) else answer)
 
 
 async def list_jobs(request: web.Request) -> web.Response:

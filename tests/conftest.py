@@ -67,6 +67,7 @@ TEST_KINDS = {
     "test_ledger_fsync.py": "unit",
     "test_supervise.py": "unit",
     "test_api.py": "api",
+    "test_fastpath.py": "api",
     "test_process.py": "process",
     "test_openapi.py": "process",
     "test_faults.py": "faults",

@@ -15,10 +15,10 @@ from compute.queries import Query, run_query
 from server.admin import host_name, is_loopback_name, same_origin
 from server.bursts import BurstLog
 from server.datasets import DatasetRegistry, write_durably
+from server.hot_routes import parse_job_id
 from server.middleware import MAX_REASON, error_response, quoted
 from server.openapi import MAX_ENUM, openapi_document
 from server.redact import loggable, redact
-from server.routes import parse_job_id
 from store.dataset import load_dataset, load_upload, publish
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
