@@ -85,9 +85,8 @@ async def upload_dataset(request: web.Request) -> web.Response:
     limit = request.app[MAX_UPLOAD]
     if request.app[SERVICE].draining:
         return error_response(503, "shutting down")
-    refusal = declared_too_large(request, limit, "the upload")
-    if refusal is not None:
-        return refusal
+    if refused := declared_too_large(request, limit, "the upload"):
+        return refused
     try:
         content, label = await read_upload(request, limit)
         if not content:

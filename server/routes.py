@@ -8,6 +8,7 @@ from aiohttp import web
 from compute.queries import KERNELS
 from server.admin import admin_only
 from server.config import PROJECT_ROOT
+from server.guards import declared_too_large
 from server.hot_routes import Answer, Poll, refuse_query, results_after, results_at_once, submit
 from server.middleware import QUERY_ROUTE, error_response
 from server.openapi import openapi_bytes
@@ -31,6 +32,8 @@ def respond(answer: Answer) -> web.Response:
 async def submit_query(request: web.Request) -> web.Response:
     """POST /api/<query> (server/hot_routes.py); a refusal is answered before the body is read."""
     service = request.app[SERVICE]
+    if refused := declared_too_large(request, request.client_max_size, "the request body"):
+        return refused
     answer = refuse_query(service) or await submit(service, request.match_info["query"], await request.read())
     return respond(answer)
 

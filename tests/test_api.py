@@ -844,3 +844,13 @@ async def test_an_upload_declared_over_the_limit_is_refused_before_its_body(make
     status_line = await asyncio.wait_for(reader.readline(), timeout=5)
     writer.close()
     assert b" 413 " in status_line
+
+
+async def test_a_query_declared_over_the_body_limit_gets_413_before_its_body(make_client):
+    client = await make_client(max_body=1024)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = "POST /api/states_mean HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    writer.write(f"{head}Content-Length: 1025\r\n\r\n".encode())  # and no body
+    status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    assert b" 413 " in status_line
