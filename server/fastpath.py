@@ -103,7 +103,11 @@ class FastRequestHandler(GuardedRequestHandler):
         elif self._owed:  # the rest of a request aiohttp has the head of
             self._fast = len(data) <= self._owed  # beyond it: a pipelined request, left to aiohttp
             self._owed -= min(len(data), self._owed)
+            # A stop closes every connection (aiohttp's pre_shutdown) and aiohttp then drops what comes;
+            # the rest of a body whose request is being answered still belongs to it.
+            closing, self._close = self._close, self._close and not self._fast
             super().data_received(data)
+            self._close = self._close or closing
         elif self._waiting is not None:
             self._held += data
             if len(self._held) > HELD_LIMIT and not self._buffer_paused:
