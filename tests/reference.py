@@ -8,7 +8,7 @@ tests hold the vectorised kernels (compute.queries.run_query) to it.  Speed is n
 """
 
 import csv
-from fractions import Fraction
+import statistics
 
 REQUIRED_COLUMNS = (
     "LocationDesc",
@@ -106,8 +106,9 @@ def _year(text):
 
 
 def _mean(values):
-    # The exact mean of the float64 values (Fractions hold each one exactly), rounded once.
-    return float(sum(map(Fraction, values)) / len(values))
+    # The exact mean of the float64 values, rounded once: statistics.mean adds them as exact
+    # fractions (and is several times faster than summing Fraction objects).
+    return statistics.mean(values)
 
 
 def _values_by_state(rows, question):
