@@ -51,7 +51,7 @@ def add_by_group(limbs: np.ndarray, group: np.ndarray, groups: int) -> np.ndarra
     bincount adds in float64, exact while a group's digit sum stays below 2**53, that is for groups
     of fewer than 2**29 rows; the loader's files are far smaller."""
     columns = [np.bincount(group, weights=limbs[:, digit], minlength=groups) for digit in range(limbs.shape[1])]
-    return np.stack(columns, axis=1).astype(np.int64) if columns else np.zeros((groups, 0), dtype=np.int64)
+    return np.stack(columns, axis=1).astype(np.int64)  # scale_and_limbs gives at least one digit
 
 
 def exact_means(sums: np.ndarray, counts: np.ndarray, scale: int) -> np.ndarray:

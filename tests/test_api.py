@@ -832,25 +832,17 @@ async def test_an_ambiguous_or_empty_upload_is_refused_and_not_kept(make_client,
     assert [entry["dataset"] for entry in listed] == ["default"]
 
 
-async def test_an_upload_declared_over_the_limit_is_refused_before_its_body(make_client):
-    limit = 2**20
-    client = await make_client(max_upload=limit)
+@pytest.mark.parametrize(
+    ("path", "content_type", "limit_option"),
+    [("/api/datasets", "text/csv", "max_upload"), ("/api/states_mean", "application/json", "max_body")],
+    ids=["upload", "query"],
+)
+async def test_a_body_declared_over_the_limit_gets_413_before_it_is_sent(make_client, path, content_type, limit_option):
+    limit = 1024
+    client = await make_client(**{limit_option: limit})
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    head = (
-        "POST /api/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
-        f"Content-Length: {limit + 1}\r\n\r\n"
-    )
-    writer.write(head.encode())  # and no body: the reply must not wait for it
-    status_line = await asyncio.wait_for(reader.readline(), timeout=5)
-    writer.close()
-    assert b" 413 " in status_line
-
-
-async def test_a_query_declared_over_the_body_limit_gets_413_before_its_body(make_client):
-    client = await make_client(max_body=1024)
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    head = "POST /api/states_mean HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    writer.write(f"{head}Content-Length: 1025\r\n\r\n".encode())  # and no body
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+    writer.write(f"{head}Content-Length: {limit + 1}\r\n\r\n".encode())  # and no body: the reply must not wait for it
     status_line = await asyncio.wait_for(reader.readline(), timeout=5)
     writer.close()
     assert b" 413 " in status_line
