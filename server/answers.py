@@ -34,6 +34,10 @@ class AnswerCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.from_store = 0  # of the misses: answered by the store shared with other front-ends
+
+    def __contains__(self, query: Query) -> bool:
+        return query in self._replies
 
     def get(self, query: Query) -> bytes | None:
         reply = self._replies.pop(query, None)
@@ -65,6 +69,7 @@ class AnswerCache:
             "hits": self.hits,
             "misses": self.misses,
             "hit_rate": round(self.hits / asked, 4) if asked else None,
+            "from_store": self.from_store,
         }
 
 
@@ -86,9 +91,14 @@ class Answers:
         self._hits: list[tuple[int, Query, bytes]] = []
         self._journalling = False
 
-    def submit(self, job_id: int, query: Query) -> None:
+    def submit(self, job_id: int, query: Query, known: bytes | None = None) -> None:
+        """`known`: the reply the shared store had for this query (server/shared.py)."""
         assert self.dispatcher is not None
         reply = self.cache.get(query) if self.cache.max_entries else None
+        if reply is None and known is not None:
+            reply = known
+            self.cache.from_store += 1
+            self.cache.put(query, known)
         if reply is None:
             self.dispatcher.submit(job_id, query)
             return

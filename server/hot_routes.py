@@ -50,8 +50,8 @@ def refuse_query(service: Service) -> Answer | None:
     return None
 
 
-def _accepted(service: Service, job_id: int, query: Query) -> Answer:
-    service.answers.submit(job_id, query)
+def _accepted(service: Service, job_id: int, query: Query, known: bytes | None = None) -> Answer:
+    service.answers.submit(job_id, query, known)
     return 200, b'{"job_id":"job_id_%d"}' % job_id, None
 
 
@@ -80,12 +80,16 @@ async def submit(service: Service, kind: str, body: bytes) -> Answer:
     except BadRequest as error:
         return error_answer(400, str(error))
     try:
-        job_id = await (service.shared.open(kind, body) if service.shared else service.jobs.open())
+        if service.shared:
+            cache = service.answers.cache
+            job_id, known = await service.shared.open(kind, body, bool(cache.max_entries) and query not in cache)
+        else:
+            job_id, known = await service.jobs.open(), None
     except StoreUnavailable as error:
         return error_answer(503, str(error), RETRY)
     except Exception as error:
         return error_answer(503, f"cannot reserve a job id in the ledger: {error}", RETRY)
-    return _accepted(service, job_id, query)
+    return _accepted(service, job_id, query, known)
 
 
 def parse_job_id(text: str) -> int | None:
@@ -116,7 +120,8 @@ def results_at_once(service: Service, job_text: str, wait_text: str | None) -> A
     except BadRequest as error:
         return error_answer(400, str(error))
     job_id = parse_job_id(job_text) or 0
-    if service.shared is None and not (wait_s and job_id in service.jobs.running):
+    local = service.shared is None or service.shared.holds(job_id)  # else only the store knows it
+    if local and not (wait_s and job_id in service.jobs.running):
         return (*service.jobs.lookup(job_id), None)
     return Poll(job_id, wait_s)
 

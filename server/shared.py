@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from compute.worker import Reply, error_reply
 from server.jobs import JobTable
@@ -31,6 +31,14 @@ HEARTBEAT_S = 0.25
 FIRST_RECHECK_S, LAST_RECHECK_S = 0.002, 0.1
 RESAVE_S = 10.0  # more than Redis's appendfsync everysec can lose
 CLAIM_EVERY = 4  # heartbeats between looks for dead owners' jobs
+ACCEPT_GATHER_S = 0.002
+
+
+class Opened(NamedTuple):
+    """A job just accepted: its id, and a reply the store had for the same query (or None)."""
+
+    job_id: int
+    known: bytes | None
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class SharedJobs:
         self.owner = owner_name(node, frontend.index)
         self.node_owners = [owner_name(node, index) for index in range(frontend.count)]
         self._jobs = jobs
-        self._pending: list[tuple[str, bytes, asyncio.Future[int]]] = []
+        self._pending: list[tuple[str, bytes, bool, asyncio.Future[Opened]]] = []
         self._recording: asyncio.Task[None] | None = None
         self.unreachable: str | None = None
         self.taken_over = 0
@@ -105,38 +113,48 @@ class SharedJobs:
         self._look_for_own = True  # at start: jobs an earlier life of this front-end left running
         self._queries: dict[int, tuple[str, bytes]] = {}  # of running jobs: to record them again
 
-    async def open(self, kind: str, body: bytes) -> int:
-        """A new job id, recorded running in the store with its query; raises StoreUnavailable."""
+    async def open(self, kind: str, body: bytes, ask: bool = False) -> Opened:
+        """A new job id, recorded running in the store with its query, and (`ask`) a reply the
+        store already has for the same query, if any; raises StoreUnavailable."""
         if self.unreachable:
             raise StoreUnavailable(self.unreachable)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        self._pending.append((kind, body, future))
+        future: asyncio.Future[Opened] = loop.create_future()
+        self._pending.append((kind, body, ask, future))
         if self._recording is None:
             self._recording = loop.create_task(self._record())
-        job_id = await future
-        self._jobs.adopt(job_id)
-        self._queries[job_id] = (kind, body)
-        return job_id
+        opened = await future
+        self._jobs.adopt(opened.job_id)
+        self._queries[opened.job_id] = (kind, body)
+        return opened
 
     async def _record(self) -> None:
-        """Record every waiting job, one store call per batch, until none wait."""
+        """Record every waiting job, one store call per batch, until none wait. Under load (jobs
+        waiting when a call returns) the next call waits ACCEPT_GATHER_S for more to join it: a
+        store round trip costs both sides far more CPU than the job it records, and with several
+        front-ends each sees only its share of the arrivals."""
         await asyncio.sleep(0)  # let the rest of this loop turn's requests join the batch
+        under_load = False
         try:
             while self._pending:
+                if under_load:
+                    await asyncio.sleep(ACCEPT_GATHER_S)
                 batch, self._pending = self._pending, []
+                jobs = [(kind, body) for kind, body, _, _ in batch]
+                ask = [offset for offset, (_, _, asked, _) in enumerate(batch) if asked]
                 try:
-                    first = await self.store.accept(self.owner, [(kind, body) for kind, body, _ in batch])
+                    first, known = await self.store.accept(self.owner, jobs, ask)
                 except StoreUnavailable as error:
                     self.lost(str(error))
                     self._look_for_own = True  # the store may have recorded them before failing
-                    for _, _, future in batch:
+                    for _, _, _, future in batch:
                         if not future.done():
                             future.set_exception(StoreUnavailable(str(error)))
                     continue
-                for offset, (_, _, future) in enumerate(batch):
+                for offset, (_, _, _, future) in enumerate(batch):
                     if not future.done():
-                        future.set_result(first + offset)
+                        future.set_result(Opened(first + offset, known.get(offset)))
+                under_load = bool(self._pending)
         finally:
             self._recording = None
 

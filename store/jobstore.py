@@ -49,9 +49,12 @@ class JobStore(Protocol):
 
     description: str
 
-    async def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int:
+    async def accept(
+        self, owner: str, jobs: Sequence[tuple[str, bytes]], ask: Sequence[int] = ()
+    ) -> tuple[int, dict[int, bytes]]:
         """Give the (kind, body) jobs consecutive new ids, record them running under `owner`,
-        and return the first id. Ids are never handed out twice."""
+        and return the first id, with any reply the store has for the same query as a job at
+        an offset in `ask` (the caller's cache missed those). Ids are never handed out twice."""
 
     async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
         """Record again `owner`'s running jobs (not those already finished), after the store

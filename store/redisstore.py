@@ -322,12 +322,15 @@ class RedisStore:
         except (redis.RedisError, OSError) as error:
             raise StoreUnavailable(f"Redis: {error}") from error
 
-    async def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int:
+    async def accept(
+        self, owner: str, jobs: Sequence[tuple[str, bytes]], ask: Sequence[int] = ()
+    ) -> tuple[int, dict[int, bytes]]:
+        """(Redis keeps no answers by query: `ask` gets none.)"""
         keys = [key("next"), key("hw"), key("status"), key("running"), key(f"run:{owner}"), key("owners")]
         queries = [packed_query(kind, body) for kind, body in jobs]
         first = int(await self._call(self._accept, keys, [owner, len(jobs), WINDOW, *queries]))
         self._highest = max(self._highest, first + len(jobs) - 1)
-        return first
+        return first, {}
 
     async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
         keys = [key("status"), key("running"), key("owners"), key(f"run:{owner}")]

@@ -3,7 +3,10 @@
 It lives in the manager process, like the single front-end's ledger, and journals the same way,
 but it also hands out the ids (one counter for every front-end, so ids stay dense and ordered), holds
 the running jobs with their queries and the finished replies (so any front-end can answer for any
-job), and applies the retention itself. Front-ends reach it through its channel, from the event
+job), and applies the retention itself. It also remembers which finished job answered each query
+(kind and body, as received), so a query one front-end answered is answered for the others too
+without the pool (`accept`'s `ask`): each front-end's reply cache (server/answers.py) would otherwise
+have to miss once for every query on its own. Front-ends reach it through its channel, from the event
 loop (`EmbeddedStore`, store/channel.py): one frame per turn of the loop, whatever it carries.
 
 A restarted manager (its process was killed; the node's parent starts a new one, which replays the
@@ -33,13 +36,21 @@ DATASET_INDEX = "index.json"  # the same list server/datasets.py keeps
 HEARTBEAT_TTL_S = 3.0
 SETTLE_S = 1.0  # after a restart under running front-ends: each looks at least every 0.25 s
 UNSETTLED = 503
+EXPIRE_EVERY_S = 1.0  # how often dropped jobs' watermark is journalled, as the single front-end does
 RetentionTuple = tuple[int, int, float | None]
 
 
 class SharedLedger(Ledger):
     """Ledger + ids, running jobs and replies for every front-end of the machine."""
 
-    def __init__(self, state_dir: str, end_interrupted: bool, retention: RetentionTuple, fsync: str = "batch") -> None:
+    def __init__(
+        self,
+        state_dir: str,
+        end_interrupted: bool,
+        retention: RetentionTuple,
+        fsync: str = "batch",
+        expire_every_s: float = EXPIRE_EVERY_S,
+    ) -> None:
         """`end_interrupted`: a server start (see Ledger); else a restart after the manager process
         died under running front-ends: the system did not crash, so every id handed out is marked
         issued in the journal (`accept` appends the mark before it answers) and ids go on right
@@ -57,6 +68,9 @@ class SharedLedger(Ledger):
             self._next = max(recovered.issued, max(self._replies, default=0)) + 1
         self._expired_up_to = recovered.expired_below - 1
         self._running: dict[int, tuple[str, str, bytes]] = {}
+        self._answered: dict[tuple[str, bytes], int] = {}  # (kind, body) -> the job that answered it ("done")
+        self._expire_every_s = expire_every_s
+        self._expire_next = 0.0  # when the watermark may be journalled again
         self._heartbeats: dict[str, float] = {}
         self._shared_lock = threading.Lock()
         self._datasets_dir = Path(state_dir) / "datasets"
@@ -67,8 +81,12 @@ class SharedLedger(Ledger):
             self._fail_interrupted()
         recovered.replies = {}  # the front-ends ask this store; no copy travels to them
 
-    def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int | str:
-        """The first of len(jobs) new ids, or why none could be reserved (a journal write failed)."""
+    def accept(
+        self, owner: str, jobs: Sequence[tuple[str, bytes]], ask: Sequence[int] = ()
+    ) -> tuple[int, dict[int, bytes]] | str:
+        """The first of len(jobs) new ids, with the replies this store has for the jobs at the
+        offsets `ask` (those the front-end's cache missed); or why no id could be reserved (a
+        journal write failed)."""
         with self._shared_lock:
             first, last = self._next, self._next + len(jobs) - 1
             if last > self._reserved:
@@ -82,7 +100,19 @@ class SharedLedger(Ledger):
             self._next = last + 1
             for job_id, (kind, body) in enumerate(jobs, first):
                 self._running[job_id] = (owner, kind, body)
-            return first
+            return first, self._answers(jobs, ask)
+
+    def _answers(self, jobs: Sequence[tuple[str, bytes]], ask: Sequence[int]) -> dict[int, bytes]:
+        """(Under `_shared_lock`.) A reply kept for the same query, by offset; the job still runs
+        until its owner journals that reply as its own (`finish`)."""
+        known = {}
+        for offset in ask:
+            kind, body = jobs[offset]
+            job_id = self._answered.get((kind, body))
+            finished = self._replies.get(job_id) if job_id is not None else None
+            if finished is not None:
+                known[offset] = finished[1]
+        return known
 
     def restore(self, owner: str, jobs: Sequence[tuple[int, str, bytes]]) -> None:
         """Running jobs recorded again by their owner, after this manager replaced a dead one."""
@@ -105,7 +135,9 @@ class SharedLedger(Ledger):
         with self._shared_lock:
             for job_id, status, reply in fresh:
                 if job_id not in self._replies:
-                    self._running.pop(job_id, None)
+                    query = self._running.pop(job_id, None)
+                    if query is not None and status == "done":
+                        self._answered[query[1:]] = job_id
                     self._replies[job_id] = (status, reply, now)
                     self._bytes += len(reply)
             self._trim()
@@ -124,7 +156,11 @@ class SharedLedger(Ledger):
             self._bytes -= len(reply)
             self._expired_up_to = max(self._expired_up_to, job_id)
             dropped = True
-        if dropped:
+        while len(self._answered) > len(self._replies):  # those left point at dropped jobs
+            del self._answered[next(iter(self._answered))]
+        now = time.monotonic()
+        if dropped and now >= self._expire_next:  # not at every finish: a watermark costs a scan
+            self._expire_next = now + self._expire_every_s
             low = min(min(self._replies, default=self._next), min(self._running, default=self._next))
             self.expire_below(low)
 
@@ -204,6 +240,7 @@ class SharedLedger(Ledger):
             index = self._dataset_index()
             index.pop(name, None)
             self._write_dataset_index(index)
+            self._answered.clear()  # its queries' answers; a name taken again later is another data set
             (self._datasets_dir / f"{name}.csv").unlink(missing_ok=True)
 
     def _dataset_index(self) -> dict[str, str]:
@@ -232,11 +269,14 @@ class EmbeddedStore:
     def __init__(self, address: str) -> None:
         self.channel = AsyncChannel(address)
 
-    async def accept(self, owner: str, jobs: Sequence[tuple[str, bytes]]) -> int:
-        first = await self.channel.call("accept", owner, list(jobs))
-        if isinstance(first, str):
-            raise StoreUnavailable(f"cannot reserve job ids: {first}")
-        return int(first)
+    async def accept(
+        self, owner: str, jobs: Sequence[tuple[str, bytes]], ask: Sequence[int] = ()
+    ) -> tuple[int, dict[int, bytes]]:
+        accepted = await self.channel.call("accept", owner, list(jobs), list(ask))
+        if isinstance(accepted, str):
+            raise StoreUnavailable(f"cannot reserve job ids: {accepted}")
+        first, known = accepted
+        return int(first), known
 
     async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
         await self.channel.call("restore", owner, [tuple(job) for job in jobs])

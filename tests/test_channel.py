@@ -238,7 +238,7 @@ def test_a_restarted_shared_ledger_is_unavailable_for_its_running_jobs_until_the
 
     async def before():
         store = EmbeddedStore(first_address)
-        first_id = await store.accept("node#0", [("global_mean", b"{}"), ("states_mean", b"{}")])
+        first_id, _ = await store.accept("node#0", [("global_mean", b"{}"), ("states_mean", b"{}")])
         assert await store.lookup(first_id) == (200, RUNNING)
         assert LedgerChannel(first_address).finish([(first_id, "done", done_reply)]) is None
         assert await store.lookup(first_id) == (200, done_reply)
@@ -259,7 +259,7 @@ def test_a_restarted_shared_ledger_is_unavailable_for_its_running_jobs_until_the
         await store.restore("node#0", [(first_id + 1, "states_mean", b"{}")])
         assert await store.lookup(first_id + 1) == (200, RUNNING)
         assert await store.running(["node#0"]) == 1
-        fresh = await store.accept("node#1", [("global_mean", b"{}")])
+        fresh, _ = await store.accept("node#1", [("global_mean", b"{}")])
         assert fresh > first_id + 1, "ids never go back"
         await store.close()
 
@@ -270,9 +270,53 @@ def test_a_restarted_shared_ledger_is_unavailable_for_its_running_jobs_until_the
 def test_a_shared_ledger_start_ends_the_jobs_a_crash_cut_short_and_ids_go_on_above(tmp_path):
     reply = orjson.dumps({"status": "done", "data": 2})
     crashed = SharedLedger(str(tmp_path), True, RETENTION)
-    first = crashed.accept("node#0", [("global_mean", b"{}"), ("global_mean", b"{}")])
+    first, _ = crashed.accept("node#0", [("global_mean", b"{}"), ("global_mean", b"{}")])
     assert crashed.finish([(first, "done", reply)]) is None  # then the node dies: no clean stop
     again = SharedLedger(str(tmp_path), True, RETENTION)
     assert again.lookup(first) == (200, reply)
     assert again.lookup(first + 1) == (200, INTERRUPTED)
-    assert again.accept("node#0", [("global_mean", b"{}")]) > first + 1
+    assert again.accept("node#0", [("global_mean", b"{}")])[0] > first + 1
+
+
+def test_a_query_one_front_end_answered_is_answered_for_the_others_only_when_asked(tmp_path):
+    ledger = SharedLedger(str(tmp_path), True, RETENTION)
+    query, other = ("global_mean", b'{"question": "Q1"}'), ("states_mean", b'{"question": "Q1"}')
+    done = orjson.dumps({"status": "done", "data": 3})
+    first, known = ledger.accept("node#0", [query], [0])
+    assert known == {}, "nothing answered it yet"
+    assert ledger.finish([(first, "done", done)]) is None
+    second, known = ledger.accept("node#1", [other, query, query], [0, 1])
+    assert known == {1: done}, "only the asked offsets, only for a query answered before"
+    assert ledger.lookup(second + 1) == (200, RUNNING), "it runs until its owner journals the reply"
+    failed, _ = ledger.accept("node#0", [other])
+    assert ledger.finish([(failed, "error", orjson.dumps({"status": "error", "reason": "x"}))]) is None
+    assert ledger.accept("node#1", [other], [0])[1] == {}, "an error is not an answer to reuse"
+    ledger.keep_dataset("upload1", "mine.csv", b"")
+    ledger.remove_dataset("upload1")
+    assert ledger.accept("node#1", [query], [0])[1] == {}, "a removed data set takes the answers with it"
+
+
+def test_an_answer_is_not_reused_once_retention_dropped_its_job(tmp_path):
+    ledger = SharedLedger(str(tmp_path), True, (2, 2**20, None))
+    query = ("global_mean", b"{}")
+    first, _ = ledger.accept("node#0", [query])
+    assert ledger.finish([(first, "done", b'{"status":"done","data":1}')]) is None
+    for _ in range(2):
+        newer, _ = ledger.accept("node#0", [("states_mean", b"{}")])
+        assert ledger.finish([(newer, "error", b'{"status":"error","reason":"x"}')]) is None
+    assert ledger.lookup(first)[0] == 404
+    assert ledger.accept("node#1", [query], [0])[1] == {}
+
+
+def test_dropped_jobs_watermark_is_journalled_once_an_interval_not_at_every_finish(tmp_path):
+    """Each `expired_below` costs a scan of every kept job and may compact the journal: at every
+    finish past the retention it made a long-running --frontends N server slower and slower."""
+    ledger = SharedLedger(str(tmp_path), True, (2, 2**20, None), expire_every_s=3600.0)
+    ids = []
+    for _ in range(12):
+        job_id, _ = ledger.accept("node#0", [("global_mean", b"{}")])
+        assert ledger.finish([(job_id, "done", b'{"status":"done","data":1}')]) is None
+        ids.append(job_id)
+    lines = (tmp_path / JOURNAL).read_bytes().splitlines()
+    assert sum(line.startswith(b'{"expired_below"') for line in lines) == 1
+    assert [ledger.lookup(job_id)[0] for job_id in ids] == [404] * 10 + [200] * 2, "memory is trimmed at once"

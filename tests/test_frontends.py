@@ -74,6 +74,25 @@ def test_every_query_reads_the_same_from_every_front_end(servers, tmp_path, samp
     assert (status, json.loads(body)) == (404, {"status": "error", "reason": "Invalid job_id"})
 
 
+def test_a_query_one_front_end_computed_is_answered_by_the_other_without_the_pool(servers, tmp_path):
+    """Each front-end has its own reply cache; the shared store tells the other what was answered."""
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    body = {"question": OBESITY}
+    want = server.result(server.submit("global_mean", body))
+    assert json.loads(want)["status"] == "done"
+    for job_id in [server.submit("global_mean", body) for _ in range(20)]:  # a new connection each
+        assert server.result(job_id) == want
+    caches = {}
+    for _ in range(60):
+        health = server.get_json("/api/health")
+        caches[health["frontend"]] = health["cache"]
+        if len(caches) == 2:
+            break
+    assert len(caches) == 2, "both front-ends should answer"
+    assert sum(cache["misses"] - cache["from_store"] for cache in caches.values()) == 1, caches
+    assert sum(cache["from_store"] for cache in caches.values()) == 1, caches
+
+
 def test_ids_are_dense_and_unique_and_jobs_speaks_for_every_front_end(servers, tmp_path):
     server = servers(tmp_path / "state", args=("--frontends", "2"))
     ids = server.submit_all(mixed_queries(300))
