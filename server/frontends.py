@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -97,7 +98,9 @@ class Node:
         self._context = process_context()
         self._config = config
         self._child_config = replace(config, workers=max(1, config.workers // config.frontends))
-        self._stop_all = self._context.Event()
+        # A flag in shared memory, not a multiprocessing.Event: every query reads it, and an
+        # Event's is_set() takes a cross-process lock the front-ends contended for (futex calls).
+        self._stop_all = self._context.RawValue(ctypes.c_bool, False)
         self._started = self._context.Barrier(config.frontends)
         self._host: LedgerHost | None = None
         self._children: dict[int, BaseProcess] = {}

@@ -32,7 +32,7 @@ class Service:
     stopping: bool = False
     unavailable: str | None = None
     shared: SharedJobs | None = None  # the store shared with other front-ends or nodes, if any
-    stop_all: Any = None  # a multiprocessing.Event shared by the node's front-ends, if several
+    stop_all: Any = None  # a c_bool in shared memory shared by the node's front-ends, if several
     node: str = ""
     issued_recorded: int = 0
     retired_pools: list[QuietPool] = field(default_factory=list)  # replaced, still being disposed of
@@ -42,13 +42,13 @@ class Service:
     @property
     def draining(self) -> bool:
         """Not taking queries: this front-end, or any front-end of the node, was told to stop."""
-        return self.stopping or (self.stop_all is not None and self.stop_all.is_set())
+        return self.stopping or (self.stop_all is not None and self.stop_all.value)
 
     @draining.setter
     def draining(self, value: bool) -> None:
         self.stopping = value
         if value and self.stop_all is not None:
-            self.stop_all.set()
+            self.stop_all.value = True
 
     @property
     def unreachable(self) -> str | None:

@@ -48,7 +48,7 @@ class Frontend:
     index: int = 0
     count: int = 1
     ledger_address: str | None = None  # the embedded shared ledger's channel (several front-ends, no --store)
-    stop_all: Any = None  # a multiprocessing.Event: set when any front-end of the node drains
+    stop_all: Any = None  # a c_bool in shared memory: true once any front-end of the node drains
     started: Any = None  # a multiprocessing.Barrier: the front-ends open the port together
 
 
