@@ -31,7 +31,6 @@ HEARTBEAT_S = 0.25
 FIRST_RECHECK_S, LAST_RECHECK_S = 0.002, 0.1
 RESAVE_S = 10.0  # more than Redis's appendfsync everysec can lose
 CLAIM_EVERY = 4  # heartbeats between looks for dead owners' jobs
-ACCEPT_GATHER_S = 0.002
 
 
 class Opened(NamedTuple):
@@ -129,16 +128,10 @@ class SharedJobs:
         return opened
 
     async def _record(self) -> None:
-        """Record every waiting job, one store call per batch, until none wait. Under load (jobs
-        waiting when a call returns) the next call waits ACCEPT_GATHER_S for more to join it: a
-        store round trip costs both sides far more CPU than the job it records, and with several
-        front-ends each sees only its share of the arrivals."""
+        """Record every waiting job, one store call per batch, until none wait."""
         await asyncio.sleep(0)  # let the rest of this loop turn's requests join the batch
-        under_load = False
         try:
             while self._pending:
-                if under_load:
-                    await asyncio.sleep(ACCEPT_GATHER_S)
                 batch, self._pending = self._pending, []
                 jobs = [(kind, body) for kind, body, _, _ in batch]
                 ask = [offset for offset, (_, _, asked, _) in enumerate(batch) if asked]
@@ -154,7 +147,6 @@ class SharedJobs:
                 for offset, (_, _, _, future) in enumerate(batch):
                     if not future.done():
                         future.set_result(Opened(first + offset, known.get(offset)))
-                under_load = bool(self._pending)
         finally:
             self._recording = None
 
