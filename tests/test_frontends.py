@@ -158,11 +158,11 @@ def test_an_upload_to_one_front_end_is_queried_through_every_front_end(servers, 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="review16: SharedLedger reads and writes datasets/index.json in another format than DatasetRegistry, and forgets removed ids",
+    reason="review16: SharedLedger keeps datasets/index.json unlike DatasetRegistry, forgets removed ids",
 )
 @pytest.mark.parametrize("first_frontends", ["1", "2"])
 def test_upload_ids_are_never_given_again_after_a_restart_with_two_front_ends(servers, tmp_path, first_frontends):
-    """API.md: data-set ids are never reused, not even across restarts; the state dir of either mode starts the other."""
+    """API.md: data-set ids are never reused, not even across restarts; either mode's state dir starts the other."""
     state = tmp_path / "state"
     server = servers(state, args=("--frontends", first_frontends))
     kept, _ = upload(server, tmp_path)
