@@ -148,11 +148,11 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         keeping = [expire_results(service), record_issued(service)]
     else:
         service.shared = SharedJobs(store, config.node_name, app[FRONTEND], jobs)
+        assert isinstance(registry, SharedDatasetRegistry)
+        registry.forget_replies = answers.cache.forget_dataset
 
         async def sync_datasets() -> None:
-            assert isinstance(registry, SharedDatasetRegistry)
-            for name in await registry.sync():
-                answers.cache.forget_dataset(name)
+            await registry.sync()
 
         keeping = [
             service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger, sync_datasets)

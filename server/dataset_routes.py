@@ -19,6 +19,7 @@ from server.datasets import DEFAULT
 from server.guards import declared_too_large
 from server.middleware import error_response, excerpt, quoted
 from server.service import SERVICE
+from server.shared_datasets import caught_up
 from store.csvfile import DataFileError
 from store.jobstore import StoreUnavailable
 
@@ -77,6 +78,7 @@ async def read_form(request: web.Request, limit: int) -> tuple[bytes, str]:
 
 
 async def list_datasets(request: web.Request) -> web.Response:
+    await caught_up(request.app[SERVICE].registry)
     return web.Response(body=request.app[SERVICE].registry.listing(), content_type="application/json")
 
 
@@ -113,6 +115,8 @@ async def delete_dataset(request: web.Request) -> web.Response:
     registry = request.app[SERVICE].registry
     if name == DEFAULT:
         return error_response(400, "the start-up data set cannot be removed")
+    if name not in registry.catalogs:
+        await caught_up(registry)  # uploaded elsewhere a moment ago?
     if name not in registry.catalogs:
         return error_response(404, f"no data set {quoted(name)}")
     try:

@@ -5,11 +5,10 @@ in the state dir (`datasets/<id>.csv`, listed in `datasets/index.json`) and load
 next start. Workers learn of new and removed data sets with each batch (see DatasetSync), so
 adding one needs no round trip to any worker.
 
-Ids are `upload<n>` with n counting up and never reused, not even across restarts (the index keeps
-the next n): an id names one file for ever, so nothing keyed by it (a worker's mapping, a cached
-reply, a client's notes) can ever meet another file's numbers. The index is rewritten whole, one
-writer at a time, through a uniquely named temporary file that is synced before it replaces the
-old one, and it lists only uploads that were accepted and whose file is already on disk.
+Ids are `upload<n>` with n counting up and never reused, not even across restarts (store/uploads.py
+keeps the files and the index, in the same format as the shared ledger of `--frontends N`). The
+index is rewritten whole, one writer at a time, and lists only uploads that were accepted and whose
+file is already on disk.
 Files are read in a short-lived process (`load_apart`): reading a CSV allocates many times the
 cells it reduces to, and a long-lived process keeps what its allocator got (517 MB for a
 5M-row file whose cells take 2.8 MB); the child gives it all back when it exits, and the server
@@ -20,9 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
-import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,39 +30,12 @@ from compute.worker import DatasetSync, Published
 from store.cells import Catalog
 from store.dataset import Dataset, load_dataset, load_upload, publish
 from store.manager import process_context
+from store.uploads import UPLOAD, UploadIndex, read_index, upload_number, write_durably, write_index
 
 log = logging.getLogger("lestats.datasets")
 
 DEFAULT = "default"
-INDEX = "index.json"
-UPLOAD = "upload"
-_UPLOAD_ID = re.compile(rf"^{UPLOAD}([0-9]{{1,18}})$")
 LOADING_AT_ONCE = 2  # uploads parsed at the same time; the others wait their turn (memory)
-
-
-def upload_number(name: str) -> int:
-    match = _UPLOAD_ID.match(name)
-    return int(match.group(1)) if match else 0
-
-
-def write_durably(path: Path, content: bytes) -> None:
-    """Replace `path` with `content` all at once: a unique temporary file in the same directory,
-    synced, renamed over `path`, then the directory synced so the rename itself survives a crash."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 async def load_apart(path: Path, name: str, label: str | None = None) -> Dataset:
@@ -106,29 +75,16 @@ class DatasetRegistry:
         self._register(dataset)
         return dataset
 
-    def _read_index(self) -> dict[str, Any]:
-        """The index as written now, or the plain {id: source} of earlier versions."""
-        index = orjson.loads((self._dir / INDEX).read_bytes())
-        if not isinstance(index, dict):
-            raise ValueError("the index is not a JSON object")
-        if "datasets" not in index:
-            index = {"datasets": index, "next": 1}
-        return index
-
     async def restore(self) -> list[str]:
         """Load the uploads a previous run kept; one that no longer loads is logged and skipped.
         A file the index does not list (an upload cut short by a crash) is removed."""
         try:
-            index = await asyncio.to_thread(self._read_index)
+            sources, self._next_number = await asyncio.to_thread(read_index, self._dir)
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as error:
             log.error("cannot read the list of uploaded data sets: %s", error)
             return []
-        sources = {str(name): str(source) for name, source in dict(index["datasets"]).items()}
-        numbers = [int(index.get("next", 1)), *(upload_number(name) + 1 for name in sources)]
-        numbers += [upload_number(path.stem) + 1 for path in self._dir.glob(f"{UPLOAD}*.csv")]
-        self._next_number = max(numbers)
         for path in self._dir.glob(f"{UPLOAD}*.csv"):
             if path.stem not in sources:
                 log.error("removing %s: an upload the index does not list (cut short by a crash)", path.name)
@@ -199,8 +155,7 @@ class DatasetRegistry:
                 sources.pop(name, None)
             else:
                 sources[name] = source
-            next_number = max(self._next_number, upload_number(name) + 1)
-            write_durably(self._dir / INDEX, orjson.dumps({"next": next_number, "datasets": sources}))
+            write_index(self._dir, UploadIndex(sources, max(self._next_number, upload_number(name) + 1)))
             self._sources = sources
 
     def published(self) -> Published:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from compute.queries import Query
 from server.datasets import DEFAULT, DatasetRegistry
@@ -26,6 +27,7 @@ class SharedDatasetRegistry(DatasetRegistry):
     """A DatasetRegistry whose uploads are kept in the job store."""
 
     store: JobStore | None = None
+    forget_replies: Callable[[str], None] = staticmethod(lambda name: None)  # the reply cache's, once it exists
     _syncing: asyncio.Lock | None = None
 
     def _store(self) -> JobStore:
@@ -61,8 +63,8 @@ class SharedDatasetRegistry(DatasetRegistry):
         dataset.close()
 
     async def sync(self) -> list[str]:
-        """Load the store's uploads this process lacks, drop those removed; returns the dropped
-        ones (their cached replies must go). One at a time: two would load the same upload twice."""
+        """Load the store's uploads this process lacks, drop those removed (and their cached
+        replies); returns the dropped ones. One at a time: two would load the same upload twice."""
         if self._syncing is None:
             self._syncing = asyncio.Lock()
         async with self._syncing:
@@ -84,8 +86,17 @@ class SharedDatasetRegistry(DatasetRegistry):
         dropped = [name for name in self.datasets if name != DEFAULT and name not in listed]
         for name in dropped:
             self._forget(name)
+            self.forget_replies(name)
             log.info("dropped data set %s, removed elsewhere", name)
         return dropped
+
+
+async def caught_up(registry: DatasetRegistry) -> None:
+    """With a shared store, this process learns of an upload or removal made elsewhere within a
+    second; a route about data sets looks in the store first (left as it is if unreachable)."""
+    if isinstance(registry, SharedDatasetRegistry):
+        with contextlib.suppress(StoreUnavailable):
+            await registry.sync()
 
 
 async def parse_shared(registry: DatasetRegistry, kind: str, body: bytes) -> Query:

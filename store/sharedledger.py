@@ -17,22 +17,19 @@ does not know but may have handed out is "unavailable" (503), never "Invalid job
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from store.channel import AsyncChannel
 from store.jobstore import EXPIRED, INVALID, RUNNING, Accepted, StoreUnavailable
 from store.ledger import Ledger
+from store.uploads import UPLOAD, UploadIndex, read_index, write_durably, write_index
 
 RESERVE_BLOCK = 10_000
 BULK_TIMEOUT_S = 60.0  # an uploaded CSV may be hundreds of MB
-DATASET_INDEX = "index.json"  # the same list server/datasets.py keeps
 HEARTBEAT_TTL_S = 3.0
 SETTLE_S = 1.0  # after a restart under running front-ends: each looks at least every 0.25 s
 UNSETTLED = 503
@@ -74,7 +71,6 @@ class SharedLedger(Ledger):
         self._heartbeats: dict[str, float] = {}
         self._shared_lock = threading.Lock()
         self._datasets_dir = Path(state_dir) / "datasets"
-        self._dataset_number = 0
         self._settle_until = 0.0 if end_interrupted else now + SETTLE_S
         self._trim()
         if end_interrupted:  # only now: finish() needs the fields above
@@ -215,45 +211,43 @@ class SharedLedger(Ledger):
         return claimed
 
     def new_dataset_name(self) -> str:
+        """`upload<n>`, never given before: the index keeps the next n on disk, so neither a new
+        manager nor a restart (with any number of front-ends) gives a removed upload's id again."""
         with self._shared_lock:
-            taken = [int(name[6:]) for name in self._dataset_index() if name[6:].isdecimal()]
-            self._dataset_number = max([self._dataset_number, *taken]) + 1
-            return f"upload{self._dataset_number}"
+            index = self._uploads()
+            self._write_uploads(UploadIndex(index.sources, index.next_number + 1))
+            return f"{UPLOAD}{index.next_number}"
 
     def keep_dataset(self, name: str, label: str, content: bytes) -> None:
-        """The file and the list, as the single front-end keeps them (server/datasets.py), so a
+        """The file and the index, as the single front-end keeps them (store/uploads.py), so a
         restart with one front-end finds them too."""
         with self._shared_lock:
             self._datasets_dir.mkdir(parents=True, exist_ok=True)
-            (self._datasets_dir / f"{name}.csv").write_bytes(content)
-            self._write_dataset_index({**self._dataset_index(), name: label})
+            write_durably(self._datasets_dir / f"{name}.csv", content)
+            index = self._uploads()
+            self._write_uploads(UploadIndex({**index.sources, name: label}, index.next_number))
 
     def datasets(self) -> dict[str, str]:
         with self._shared_lock:
-            return self._dataset_index()
+            return self._uploads().sources
 
     def dataset_content(self, name: str) -> bytes:
         return (self._datasets_dir / f"{name}.csv").read_bytes()
 
     def remove_dataset(self, name: str) -> None:
         with self._shared_lock:
-            index = self._dataset_index()
-            index.pop(name, None)
-            self._write_dataset_index(index)
+            index = self._uploads()
+            sources = {kept: source for kept, source in index.sources.items() if kept != name}
+            self._write_uploads(UploadIndex(sources, index.next_number))
             self._answered.clear()  # its queries' answers; a name taken again later is another data set
             (self._datasets_dir / f"{name}.csv").unlink(missing_ok=True)
 
-    def _dataset_index(self) -> dict[str, str]:
-        try:
-            index: dict[str, str] = orjson.loads((self._datasets_dir / DATASET_INDEX).read_bytes())
-        except FileNotFoundError:
-            return {}
-        return index
+    def _uploads(self) -> UploadIndex:
+        return read_index(self._datasets_dir, missing_ok=True)
 
-    def _write_dataset_index(self, index: dict[str, str]) -> None:
-        temporary = self._datasets_dir / f"{DATASET_INDEX}.tmp"
-        temporary.write_bytes(orjson.dumps(index))
-        os.replace(temporary, self._datasets_dir / DATASET_INDEX)
+    def _write_uploads(self, index: UploadIndex) -> None:
+        self._datasets_dir.mkdir(parents=True, exist_ok=True)
+        write_index(self._datasets_dir, index)
 
     def close(self, next_id: int) -> str | None:
         """A front-end stopped: journal where the ids go on; the journal stays open for the others."""

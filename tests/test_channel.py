@@ -320,3 +320,13 @@ def test_dropped_jobs_watermark_is_journalled_once_an_interval_not_at_every_fini
     lines = (tmp_path / JOURNAL).read_bytes().splitlines()
     assert sum(line.startswith(b'{"expired_below"') for line in lines) == 1
     assert [ledger.lookup(job_id)[0] for job_id in ids] == [404] * 10 + [200] * 2, "memory is trimmed at once"
+
+
+def test_a_new_shared_ledger_never_gives_a_removed_uploads_id_again(tmp_path):
+    """The manager is started again after a death: its counter must come from disk, not memory
+    (a worker keeps a data set attached by its id, so a reused id served the removed file's numbers)."""
+    ledger = SharedLedger(str(tmp_path), True, RETENTION)
+    name = ledger.new_dataset_name()
+    ledger.keep_dataset(name, "first.csv", b"x")
+    ledger.remove_dataset(name)
+    assert SharedLedger(str(tmp_path), False, RETENTION).new_dataset_name() != name

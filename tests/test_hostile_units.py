@@ -14,12 +14,13 @@ from compute import worker
 from compute.queries import Query, run_query
 from server.admin import host_name, is_loopback_name, same_origin
 from server.bursts import BurstLog
-from server.datasets import DatasetRegistry, write_durably
+from server.datasets import DatasetRegistry
 from server.hot_routes import parse_job_id
 from server.middleware import MAX_REASON, error_response, quoted
 from server.openapi import MAX_ENUM, openapi_document
 from server.redact import loggable, redact
 from store.dataset import load_dataset, load_upload, publish
+from store.uploads import write_durably
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "data" / "sample.csv"

@@ -163,6 +163,7 @@ def test_an_upload_reaches_every_node_even_one_started_later(servers, tmp_path, 
     alpha = node(servers, tmp_path, redis_server, "alpha")
     beta = node(servers, tmp_path, redis_server, "beta")
     dataset, want = upload(alpha, tmp_path)
+    assert dataset in [entry["dataset"] for entry in beta.get_json("/api/datasets")["datasets"]], "at once"
     job_id = beta.submit("states_mean", {"question": OBESITY, "dataset": dataset})
     assert_matches(json.loads(beta.result(job_id))["data"], want)
 
@@ -171,6 +172,8 @@ def test_an_upload_reaches_every_node_even_one_started_later(servers, tmp_path, 
     job_id = later.submit("states_mean", {"question": OBESITY, "dataset": dataset})
     assert_matches(json.loads(alpha.result(job_id))["data"], want)
 
+    fresh, _ = upload(alpha, tmp_path)
+    assert beta.call("DELETE", f"/api/datasets/{fresh}")[0] == 200, "an upload made on another node a moment ago"
     assert beta.call("DELETE", f"/api/datasets/{dataset}")[0] == 200
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
     while (status := alpha.call("POST", "/api/states_mean", {"question": OBESITY, "dataset": dataset}))[0] != 400:
