@@ -19,6 +19,8 @@ included. `hw` is raised WINDOW ahead, and only when `next` gets within half a w
 lost second loses at most a raise that was not needed yet. Each new connection compares Redis's
 run_id with `epoch`: a Redis that restarted since gets `next` moved up to `hw` (a gap, never a
 reuse) before the connection sends anything else, and never below the highest id this node saw.
+The uploads' counter `dsseq` jumps UPLOAD_GAP ahead then too: a node keeps an upload it loaded
+attached by its id, so an id given again would serve the old file's numbers for the new one.
 
 Results saved in a second Redis lost are saved again: a node that sees Redis's run_id change
 writes once more the replies it finished in the last RESAVE_S seconds (the first reply wins, so
@@ -47,6 +49,7 @@ from store.jobstore import EXPIRED, INVALID, RUNNING, Accepted, StoreUnavailable
 
 PREFIX = "lestats:"
 WINDOW = 100_000
+UPLOAD_GAP = 1_000  # far more uploads than one lost second can hold
 HEARTBEAT_TTL_MS = 3_000
 TIMEOUT_S = 0.5
 BULK_TIMEOUT_S = 60.0  # an uploaded CSV may be hundreds of MB
@@ -58,6 +61,7 @@ local target = tonumber(ARGV[2])
 local epoch = redis.call('GET', KEYS[3])
 if epoch and epoch ~= ARGV[1] then
   target = math.max(target, tonumber(redis.call('GET', KEYS[2]) or '0'))
+  redis.call('INCRBY', KEYS[4], ARGV[3])
 end
 if nxt < target then redis.call('SET', KEYS[1], target) end
 redis.call('SET', KEYS[3], ARGV[1])
@@ -304,8 +308,8 @@ class RedisStore:
         info = await connection.read_response()
         text = info.decode() if isinstance(info, bytes) else str(info)
         run_id = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("run_id:"))
-        keys = [key("next"), key("hw"), key("epoch")]
-        await connection.send_command("EVAL", CHECK_COUNTER, len(keys), *keys, run_id, self._highest)
+        keys = [key("next"), key("hw"), key("epoch"), key("dsseq")]
+        await connection.send_command("EVAL", CHECK_COUNTER, len(keys), *keys, run_id, self._highest, UPLOAD_GAP)
         await connection.read_response()
         if self._run_id is not None and run_id != self._run_id:
             self._restarted = True

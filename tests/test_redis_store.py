@@ -94,11 +94,13 @@ def test_a_redis_restart_keeps_results_and_ids_continue_above(servers, tmp_path,
     first = node(servers, tmp_path, redis_server, "alpha")
     ids = [first.submit(query, body) for query, body in mixed_queries(20)]
     results = {job_id: first.result(job_id) for job_id in ids}
+    uploaded, _ = upload(first, tmp_path)
     time.sleep(1.5)  # appendfsync everysec: what is a second old is on disk
     # A Redis that loses its last second of writes may come back with an older counter, and
     # without the last results.
     client = redis_server.client()
     client.set("lestats:next", 3)
+    client.set("lestats:dsseq", 0)  # the uploads' counter, lost the same way
     lost = job_number(ids[-1])
     client.delete(f"lestats:r:{lost}")
     client.hdel("lestats:status", lost)
@@ -112,6 +114,7 @@ def test_a_redis_restart_keeps_results_and_ids_continue_above(servers, tmp_path,
             time.sleep(0.1)
     new_id = second.submit("global_mean", {"question": OBESITY})
     assert job_number(new_id) > max(job_number(job_id) for job_id in ids)
+    assert upload(second, tmp_path)[0] != uploaded, "an upload id is never given again"
     deadline = time.monotonic() + RECOVERY_TIMEOUT_S
     while (status := first.call("POST", "/api/global_mean", {"question": OBESITY}))[0] != 200:
         assert time.monotonic() < deadline, status
