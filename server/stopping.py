@@ -35,5 +35,11 @@ async def drain_on_signals(app: web.Application) -> None:
 
 async def _exit_when_drained(service: Service) -> None:
     await service.jobs.drained()
-    # A SystemExit raised in a task leaves the loop; run_app then runs the cleanup (service_ctx).
+    # Raised from a callback, as aiohttp's own signal handler does: it leaves the loop and run_app
+    # runs the cleanup (service_ctx). Raised in this task, it also left the task holding an
+    # exception nobody retrieved, which asyncio printed as a traceback at exit.
+    asyncio.get_running_loop().call_soon(_raise_graceful_exit)
+
+
+def _raise_graceful_exit() -> None:
     raise GracefulExit

@@ -104,6 +104,7 @@ def test_a_signal_to_the_whole_group_drains_exits_0_and_leaves_nothing(servers, 
         load.wait_for(60)
 
     assert server.stop_group(signum) == 0, server.output()
+    assert "Traceback" not in server.output(), server.output()
     if load:
         load.stop()
         accepted = load.accepted
