@@ -28,6 +28,7 @@ import orjson
 
 from compute.worker import DatasetSync, Published
 from store.cells import Catalog
+from store.csvfile import DataFileError
 from store.dataset import Dataset, load_dataset, load_upload, publish
 from store.manager import process_context
 from store.uploads import UPLOAD, UploadIndex, read_index, upload_number, write_durably, write_index
@@ -78,13 +79,7 @@ class DatasetRegistry:
     async def restore(self) -> list[str]:
         """Load the uploads a previous run kept; one that no longer loads is logged and skipped.
         A file the index does not list (an upload cut short by a crash) is removed."""
-        try:
-            sources, self._next_number = await asyncio.to_thread(read_index, self._dir)
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as error:
-            log.error("cannot read the list of uploaded data sets: %s", error)
-            return []
+        sources, self._next_number = await asyncio.to_thread(read_index, self._dir, True)
         for path in self._dir.glob(f"{UPLOAD}*.csv"):
             if path.stem not in sources:
                 log.error("removing %s: an upload the index does not list (cut short by a crash)", path.name)
@@ -110,9 +105,13 @@ class DatasetRegistry:
         index is."""
         name = f"{UPLOAD}{self._next_number}"
         self._next_number += 1
-        async with self._loading:
-            loaded = await asyncio.to_thread(load_upload, content, name, label)
-            dataset = await asyncio.to_thread(publish, loaded, name)
+        try:
+            async with self._loading:
+                loaded = await asyncio.to_thread(load_upload, content, name, label)
+                dataset = await asyncio.to_thread(publish, loaded, name)
+        except DataFileError:
+            await asyncio.to_thread(self._forget, name)  # the index keeps the next id: this one is used up
+            raise
         try:
             await asyncio.to_thread(self._keep, name, label, content)
         except BaseException:

@@ -19,8 +19,9 @@ included. `hw` is raised WINDOW ahead, and only when `next` gets within half a w
 lost second loses at most a raise that was not needed yet. Each new connection compares Redis's
 run_id with `epoch`: a Redis that restarted since gets `next` moved up to `hw` (a gap, never a
 reuse) before the connection sends anything else, and never below the highest id this node saw.
-The uploads' counter `dsseq` jumps UPLOAD_GAP ahead then too: a node keeps an upload it loaded
-attached by its id, so an id given again would serve the old file's numbers for the new one.
+The uploads' counter `dsseq` jumps UPLOAD_GAP ahead then too, and never goes below the highest
+upload id the node saw (a Redis that came back empty): a node keeps an upload it loaded attached by
+its id, so an id given again would serve the old file's numbers for the new one.
 
 Results saved in a second Redis lost are saved again: a node that sees Redis's run_id change
 writes once more the replies it finished in the last RESAVE_S seconds (the first reply wins, so
@@ -46,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from store.jobstore import EXPIRED, INVALID, RUNNING, Accepted, StoreUnavailable
+from store.uploads import UPLOAD, upload_number
 
 PREFIX = "lestats:"
 WINDOW = 100_000
@@ -66,6 +68,16 @@ end
 if nxt < target then redis.call('SET', KEYS[1], target) end
 redis.call('SET', KEYS[3], ARGV[1])
 return nxt
+"""
+
+NEW_UPLOAD = """
+local n = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if n <= floor then
+  n = floor + 1
+  redis.call('SET', KEYS[1], n)
+end
+return n
 """
 
 ACCEPT = """
@@ -295,6 +307,10 @@ class RedisStore:
         self._lookup = self._redis.register_script(LOOKUP)
         self._claim = self._redis.register_script(CLAIM)
         self._restore = self._redis.register_script(RESTORE)
+        self._new_upload = self._redis.register_script(NEW_UPLOAD)
+        self._highest_upload = (
+            0  # the highest upload number this node saw: a Redis that came back empty starts above it
+        )
         # One retry: its connections sit idle between uploads, and after an outage the first use of
         # each finds it broken.
         bulk = {**_options(AsyncRetry(NoBackoff(), 1)), "socket_timeout": BULK_TIMEOUT_S}
@@ -395,7 +411,9 @@ class RedisStore:
             raise StoreUnavailable(f"Redis: {error}") from error
 
     async def new_dataset_name(self) -> str:
-        return f"upload{await self._command(self._redis.incr(key('dsseq')))}"
+        number = int(await self._call(self._new_upload, [key("dsseq")], [self._highest_upload]))
+        self._highest_upload = max(self._highest_upload, number)
+        return f"{UPLOAD}{number}"
 
     async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
         await self._command(self._bulk.set(key(f"ds:{name}"), content))
@@ -403,7 +421,9 @@ class RedisStore:
 
     async def datasets(self) -> dict[str, str]:
         listed = await self._command(self._redis.hgetall(key("datasets")))
-        return {bytes(name).decode(): bytes(label).decode() for name, label in listed.items()}
+        datasets = {bytes(name).decode(): bytes(label).decode() for name, label in listed.items()}
+        self._highest_upload = max([self._highest_upload, *map(upload_number, datasets)])
+        return datasets
 
     async def dataset_content(self, name: str) -> bytes:
         content = await self._command(self._bulk.get(key(f"ds:{name}")))

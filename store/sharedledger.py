@@ -221,9 +221,9 @@ class SharedLedger(Ledger):
     def keep_dataset(self, name: str, label: str, content: bytes) -> None:
         """The file and the index, as the single front-end keeps them (store/uploads.py), so a
         restart with one front-end finds them too."""
+        self._datasets_dir.mkdir(parents=True, exist_ok=True)
+        write_durably(self._datasets_dir / f"{name}.csv", content)  # outside the lock: it may be large
         with self._shared_lock:
-            self._datasets_dir.mkdir(parents=True, exist_ok=True)
-            write_durably(self._datasets_dir / f"{name}.csv", content)
             index = self._uploads()
             self._write_uploads(UploadIndex({**index.sources, name: label}, index.next_number))
 

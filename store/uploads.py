@@ -18,9 +18,16 @@ from typing import NamedTuple
 
 import orjson
 
+from store.csvfile import DataFileError
+
 INDEX = "index.json"
 UPLOAD = "upload"
 _UPLOAD_ID = re.compile(rf"^{UPLOAD}([0-9]{{1,18}})$")
+
+
+class DamagedIndex(DataFileError):
+    """The index cannot be read as one: the server refuses to start rather than give ids again
+    or drop the uploads it lists (the message names the file and what is wrong)."""
 
 
 class UploadIndex(NamedTuple):
@@ -34,22 +41,37 @@ def upload_number(name: str) -> int:
 
 
 def read_index(directory: Path, missing_ok: bool = False) -> UploadIndex:
-    """The index (FileNotFoundError if there is none, unless `missing_ok`; ValueError if it is not
-    one). `next_number` also passes every listed id and every upload file left in the directory."""
+    """The index (FileNotFoundError if there is none, unless `missing_ok`; DamagedIndex if it is
+    not one). `next_number` also passes every listed id and every upload file in the directory."""
+    path = directory / INDEX
     try:
-        index = orjson.loads((directory / INDEX).read_bytes())
+        index = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         if not missing_ok:
             raise
         index = {"datasets": {}, "next": 1}
-    if not isinstance(index, dict):
-        raise ValueError("the index is not a JSON object")
-    if "datasets" not in index:
-        index = {"datasets": index, "next": 1}
-    sources = {str(name): str(source) for name, source in dict(index["datasets"]).items()}
-    numbers = [int(index.get("next", 1)), *(upload_number(name) + 1 for name in sources)]
-    numbers += [upload_number(path.stem) + 1 for path in directory.glob(f"{UPLOAD}*.csv")]
+    except orjson.JSONDecodeError as error:
+        raise DamagedIndex(f"{path} is not valid JSON ({error}); restore it from a backup, or remove it") from None
+    if isinstance(index, dict) and "datasets" not in index:
+        index = {"datasets": index, "next": 1}  # the plain {id: source} of earlier versions
+    sources, next_number = _checked(index)
+    if sources is None or next_number is None:
+        raise DamagedIndex(f"{path} is not an index of uploads ({{'next': n, 'datasets': {{id: source}}}})")
+    numbers = [next_number, *(upload_number(name) + 1 for name in sources)]
+    numbers += [upload_number(file.stem) + 1 for file in directory.glob(f"{UPLOAD}*.csv")]
     return UploadIndex(sources, max(numbers))
+
+
+def _checked(index: object) -> tuple[dict[str, str] | None, int | None]:
+    """The index's sources and next number, or None where it is not what an index holds."""
+    if not isinstance(index, dict):
+        return None, None
+    sources, next_number = index.get("datasets"), index.get("next", 1)
+    if not isinstance(sources, dict) or not all(isinstance(value, str) for value in sources.values()):
+        sources = None
+    if not isinstance(next_number, int) or isinstance(next_number, bool) or next_number < 1:
+        next_number = None
+    return sources, next_number
 
 
 def write_index(directory: Path, index: UploadIndex) -> None:

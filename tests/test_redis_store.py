@@ -182,3 +182,12 @@ def test_an_upload_reaches_every_node_even_one_started_later(servers, tmp_path, 
     while (status := alpha.call("POST", "/api/states_mean", {"question": OBESITY, "dataset": dataset}))[0] != 400:
         assert time.monotonic() < deadline, f"the removed data set is still served: {status}"
         time.sleep(0.2)
+
+
+def test_a_redis_that_comes_back_empty_gives_no_upload_id_again(servers, tmp_path, redis_server):  # noqa: F811
+    alpha = node(servers, tmp_path, redis_server, "alpha")
+    beta = node(servers, tmp_path, redis_server, "beta")
+    dataset, _ = upload(alpha, tmp_path)
+    assert dataset in [entry["dataset"] for entry in beta.get_json("/api/datasets")["datasets"]]
+    redis_server.client().flushall()  # its data lost: persistence off, or its directory gone
+    assert upload(beta, tmp_path)[0] != dataset, "beta still serves the first file under that id"

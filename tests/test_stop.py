@@ -261,3 +261,22 @@ def test_a_second_server_on_the_same_state_dir_or_port_is_refused_at_once(server
         assert done.stderr.startswith("cannot start: ") and why in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert first.get_json("/api/num_jobs") == {"num_jobs": 0}
+
+
+@pytest.mark.parametrize("frontends", ["1", "2"])
+@pytest.mark.parametrize(
+    "index", [b'{"next": 3, "datasets": {"upload1": "u', b"[1, 2]", b'{"next": null, "datasets": {}}']
+)
+def test_a_damaged_uploads_index_is_refused_naming_it_and_left_as_it_was(tmp_path, frontends, index):
+    """Starting without the uploads it lists would give their ids again and delete their files."""
+    state = tmp_path / "state"
+    (state / "datasets").mkdir(parents=True)
+    (state / "datasets" / "index.json").write_bytes(index)
+    (state / "datasets" / "upload1.csv").write_bytes(b"LocationDesc,Question,Data_Value\nOhio,Q,1.0\n")
+    args = ["--port", str(free_port()), "--state-dir", str(state), "--frontends", frontends]
+    done = subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "cannot start: " in done.stderr and "index.json" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert (state / "datasets" / "index.json").read_bytes() == index
+    assert (state / "datasets" / "upload1.csv").exists()
