@@ -150,12 +150,8 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         service.shared = SharedJobs(store, config.node_name, app[FRONTEND], jobs)
         assert isinstance(registry, SharedDatasetRegistry)
         registry.forget_replies = answers.cache.forget_dataset
-
-        async def sync_datasets() -> None:
-            await registry.sync()
-
         keeping = [
-            service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger, sync_datasets)
+            service.shared.keep_alive(lambda: registry.catalogs, answers.submit, lambda: service.ledger, registry.sync)
         ]
     duties = [asyncio.create_task(duty) for duty in (supervise(service, config.workers), *keeping)]
     log.info("serving with %d workers; next job id %d", config.workers, jobs.next_id)

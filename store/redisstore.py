@@ -308,9 +308,8 @@ class RedisStore:
         self._claim = self._redis.register_script(CLAIM)
         self._restore = self._redis.register_script(RESTORE)
         self._new_upload = self._redis.register_script(NEW_UPLOAD)
-        self._highest_upload = (
-            0  # the highest upload number this node saw: a Redis that came back empty starts above it
-        )
+        # The highest upload number this node saw: a Redis that came back empty starts above it.
+        self._highest_upload = 0
         # One retry: its connections sit idle between uploads, and after an outage the first use of
         # each finds it broken.
         bulk = {**_options(AsyncRetry(NoBackoff(), 1)), "socket_timeout": BULK_TIMEOUT_S}

@@ -54,24 +54,17 @@ def read_index(directory: Path, missing_ok: bool = False) -> UploadIndex:
         raise DamagedIndex(f"{path} is not valid JSON ({error}); restore it from a backup, or remove it") from None
     if isinstance(index, dict) and "datasets" not in index:
         index = {"datasets": index, "next": 1}  # the plain {id: source} of earlier versions
-    sources, next_number = _checked(index)
-    if sources is None or next_number is None:
+    sources, next_number = (index.get("datasets"), index.get("next", 1)) if isinstance(index, dict) else (None, None)
+    if not (
+        isinstance(sources, dict)
+        and all(isinstance(source, str) for source in sources.values())
+        and type(next_number) is int  # not a bool
+        and next_number >= 1
+    ):
         raise DamagedIndex(f"{path} is not an index of uploads ({{'next': n, 'datasets': {{id: source}}}})")
     numbers = [next_number, *(upload_number(name) + 1 for name in sources)]
     numbers += [upload_number(file.stem) + 1 for file in directory.glob(f"{UPLOAD}*.csv")]
     return UploadIndex(sources, max(numbers))
-
-
-def _checked(index: object) -> tuple[dict[str, str] | None, int | None]:
-    """The index's sources and next number, or None where it is not what an index holds."""
-    if not isinstance(index, dict):
-        return None, None
-    sources, next_number = index.get("datasets"), index.get("next", 1)
-    if not isinstance(sources, dict) or not all(isinstance(value, str) for value in sources.values()):
-        sources = None
-    if not isinstance(next_number, int) or isinstance(next_number, bool) or next_number < 1:
-        next_number = None
-    return sources, next_number
 
 
 def write_index(directory: Path, index: UploadIndex) -> None:
