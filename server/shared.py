@@ -218,13 +218,18 @@ class SharedJobs:
             except Exception:  # a bug must not end the heartbeat: that would strand this node's jobs
                 log.exception("in the job store's duty")
             self._jobs.expire()
-            self._queries = {job_id: query for job_id, query in self._queries.items() if job_id in self._jobs.running}
+            self._forget_finished()
             beats += 1
             await asyncio.sleep(HEARTBEAT_S)
 
     def running_queries(self) -> list[Accepted]:
         """This front-end's running jobs with their queries."""
-        return [Accepted(job_id, *query) for job_id, query in self._queries.items() if job_id in self._jobs.running]
+        self._forget_finished()
+        return [Accepted(job_id, *query) for job_id, query in self._queries.items()]
+
+    def _forget_finished(self) -> None:
+        """Drop the queries of jobs that ended: they are kept only to record running jobs again."""
+        self._queries = {job_id: query for job_id, query in self._queries.items() if job_id in self._jobs.running}
 
     async def save_again(self, ledger: Ledger) -> None:
         """The store restarted and may have lost its last writes: save recent replies again."""

@@ -71,6 +71,7 @@ class SharedLedger(Ledger):
         self._heartbeats: dict[str, float] = {}
         self._shared_lock = threading.Lock()
         self._datasets_dir = Path(state_dir) / "datasets"
+        self._index: UploadIndex | None = None  # read once: while this manager runs, it is the only writer
         self._settle_until = 0.0 if end_interrupted else now + SETTLE_S
         self._trim()
         if end_interrupted:  # only now: finish() needs the fields above
@@ -243,11 +244,14 @@ class SharedLedger(Ledger):
             (self._datasets_dir / f"{name}.csv").unlink(missing_ok=True)
 
     def _uploads(self) -> UploadIndex:
-        return read_index(self._datasets_dir, missing_ok=True)
+        if self._index is None:
+            self._index = read_index(self._datasets_dir, missing_ok=True)
+        return self._index
 
     def _write_uploads(self, index: UploadIndex) -> None:
         self._datasets_dir.mkdir(parents=True, exist_ok=True)
         write_index(self._datasets_dir, index)
+        self._index = index
 
     def close(self, next_id: int) -> str | None:
         """A front-end stopped: journal where the ids go on; the journal stays open for the others."""

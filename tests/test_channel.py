@@ -30,6 +30,7 @@ from store.channel import (
 from store.jobstore import RUNNING, StoreUnavailable
 from store.ledger import INTERRUPTED, JOURNAL, replay
 from store.sharedledger import EmbeddedStore, SharedLedger
+from store.uploads import read_index
 
 PATIENCE_S = 30  # a bound for a call that must end much sooner; never a timing assertion
 RETENTION = (1000, 2**20, None)
@@ -330,3 +331,18 @@ def test_a_new_shared_ledger_never_gives_a_removed_uploads_id_again(tmp_path):
     ledger.keep_dataset(name, "first.csv", b"x")
     ledger.remove_dataset(name)
     assert SharedLedger(str(tmp_path), False, RETENTION).new_dataset_name() != name
+
+
+def test_an_index_damaged_under_a_running_shared_ledger_is_written_whole_again(tmp_path):
+    """While its manager runs the shared ledger is the index's only writer and keeps it in memory:
+    an index cut short meanwhile does not fail the next upload, which writes it whole again."""
+    ledger = SharedLedger(str(tmp_path), True, RETENTION)
+    kept = ledger.new_dataset_name()
+    ledger.keep_dataset(kept, "kept.csv", b"x")
+    index_path = tmp_path / "datasets" / "index.json"
+    index_path.write_bytes(index_path.read_bytes()[:5])
+    added = ledger.new_dataset_name()
+    ledger.keep_dataset(added, "added.csv", b"y")
+    assert added != kept
+    assert ledger.datasets() == {kept: "kept.csv", added: "added.csv"}
+    assert read_index(tmp_path / "datasets").sources == {kept: "kept.csv", added: "added.csv"}
