@@ -174,7 +174,7 @@ class Server:
                 str(scratch / "results"),
             ]
         if self.kind == "nowork":
-            return [PYTHON, "bench/nowork_server.py", *common]
+            return [PYTHON, "bench/nowork_server.py", *common, *self.extra_args]
         raise ValueError(f"unknown server kind {self.kind!r}")
 
     def start(self, ready_timeout: float = 900.0) -> float:

@@ -4,13 +4,18 @@ It answers POST /api/<query> with a job id and get_results with the finished rep
 a memo of replies computed in-process on first use (so after warm-up it returns the same result
 sizes as the real service without any pool, ledger, logging or validation beyond a lookup).
 Only for bench/: it shows how much of a load test's cost is aiohttp and the client themselves.
+With `--processes N`, N such servers share the port (SO_REUSEPORT), each with its own jobs (ids
+never collide; a job is read on the connection that posted it, as keep-alive clients do): the
+floor of what one more process costs, with nothing shared between them (bench/scaleout.py).
 
-    python bench/nowork_server.py --data FILE --port 5002
+    python bench/nowork_server.py --data FILE --port 5002 [--processes 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +28,8 @@ from compute.queries import KERNELS, run_query
 from store.dataset import load_dataset
 
 
-def make_app(data: Path) -> web.Application:
+def make_app(data: Path, index: int = 0, processes: int = 1) -> web.Application:
+    """`index` of `processes` sharing the port: job ids index+1, index+1+processes, ..."""
     dataset = load_dataset(data)
     memo: dict[bytes, bytes] = {}
     replies: dict[int, bytes] = {}
@@ -36,7 +42,7 @@ def make_app(data: Path) -> web.Application:
             fields = orjson.loads(body)
             data = run_query(dataset, request.match_info["query"], fields["question"], fields.get("state"))
             reply = memo[key] = orjson.dumps({"status": "done", "data": data})
-        job_id = len(replies) + 1
+        job_id = len(replies) * processes + index + 1
         replies[job_id] = reply
         return web.Response(body=b'{"job_id":"job_id_%d"}' % job_id, content_type="application/json")
 
@@ -55,8 +61,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--port", type=int, default=5002)
+    parser.add_argument("--processes", type=int, default=1, help="servers sharing the port (SO_REUSEPORT)")
     args = parser.parse_args()
-    web.run_app(make_app(args.data), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    if args.processes == 1:
+        serve(args.data, args.port)
+        return
+    children = [
+        multiprocessing.Process(target=serve, args=(args.data, args.port, index, args.processes))
+        for index in range(args.processes)
+    ]
+    for child in children:
+        child.start()
+    signal.signal(signal.SIGTERM, lambda signum, frame: [child.terminate() for child in children])
+    for child in children:
+        child.join()
+
+
+def serve(data: Path, port: int, index: int = 0, processes: int = 1) -> None:
+    app = make_app(data, index, processes)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, reuse_port=processes > 1)
 
 
 if __name__ == "__main__":

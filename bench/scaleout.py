@@ -1,5 +1,7 @@
 """Scaling out, side by side: jobs/s, latency and server CPU per job for the embedded store with
-1..N front-ends, and the Redis store with 1..M nodes (API.md, "Scaling out"; issue 11).
+1..N front-ends, and the Redis store with 1..M nodes (API.md, "Scaling out"; issue 11); beside
+them, the floor: an aiohttp server that does no work (bench/nowork_server.py) in 1..K processes on
+the port, so what one more process costs even with nothing shared is measured in the same run.
 
 Each configuration starts fresh processes (bench/harness.py's Server; for Redis a redis-server of
 its own on a free port, AOF on as in production), drives them with bench/load.py's closed-loop
@@ -14,7 +16,8 @@ The projection to a bigger machine: a node's CPU per job says how many jobs/s C 
 C / (CPU per job), as long as nothing on one core caps it first: the store (Redis, or the embedded
 store's manager process: 1 / its CPU per job) or, with one front-end, its event loop.
 
-    python bench/scaleout.py                       # this machine: embedded x1, x2; Redis 1, 2 nodes
+    python bench/scaleout.py                       # this machine: embedded x1, x2; Redis 1, 2 nodes;
+                                                   # no-work aiohttp in 1, 2 processes
     python bench/scaleout.py --frontends 1,2,4,8,16 --nodes 1,2,4 --clients 128 --client-procs 8 \\
         --cores 64                                 # the scaling curve on a big machine
 """
@@ -44,12 +47,14 @@ FIGURES = ("jobs_per_s", "p50_ms", "p99_ms", "polls_per_job", "node_cpu_ms_per_j
 
 
 class Setup(NamedTuple):
-    store: str  # "embedded" or "redis"
-    frontends: int  # per node
+    store: str  # "embedded", "redis", or "nowork" (no store: bench/nowork_server.py)
+    frontends: int  # per node (for "nowork": its processes)
     nodes: int
 
     @property
     def label(self) -> str:
+        if self.store == "nowork":
+            return f"aiohttp doing no work, {self.frontends} process{'es' if self.frontends > 1 else ''}"
         if self.store == "embedded":
             return f"embedded, {self.frontends} front-end{'s' if self.frontends > 1 else ''}"
         return f"Redis, {self.nodes} node{'s' if self.nodes > 1 else ''} x {self.frontends} front-end"
@@ -131,10 +136,13 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
     extra = ["--frontends", str(setup.frontends), "--poll-grace-ms", "10"]
     if store is not None:
         extra += ["--store", store.url]
-    servers = [
-        Server("ours", data, workers, [*extra, *(["--node", f"n{index}"] if store else [])])
-        for index in range(setup.nodes)
-    ]
+    if setup.store == "nowork":
+        servers = [Server("nowork", data, extra_args=["--processes", str(setup.frontends)])]
+    else:
+        servers = [
+            Server("ours", data, workers, [*extra, *(["--node", f"n{index}"] if store else [])])
+            for index in range(setup.nodes)
+        ]
     try:
         for server in servers:
             server.start()
@@ -152,11 +160,11 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
         time.sleep(args.warmup)
         started = time.monotonic()
         node_cpu = sum(group_cpu_s(server.pid) for server in servers)
-        serial_pid = store.proc.pid if store else get_json(servers[0].url + "/api/health")["ledger"]["pid"]
-        serial_cpu = process_cpu_s(serial_pid)
+        serial_pid = serial_process(setup, servers[0], store)
+        serial_cpu = process_cpu_s(serial_pid) if serial_pid else 0.0
         time.sleep(args.duration)
         node_cpu = sum(group_cpu_s(server.pid) for server in servers) - node_cpu
-        serial_cpu = process_cpu_s(serial_pid) - serial_cpu
+        serial_cpu = (process_cpu_s(serial_pid) - serial_cpu) if serial_pid else 0.0
         window = time.monotonic() - started
         reports = [report for result in pending for report in result.get(timeout=args.duration + 120)]
         pool.close()
@@ -179,8 +187,18 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
         "p99_ms": max(report["p99_ms"] or 0 for report in reports),
         "polls_per_job": max(report["polls_per_job"] or 0 for report in reports),
         "node_cpu_ms_per_job": round(node_cpu * 1000 / per_job, 4) if jobs else None,
-        "serial_cpu_ms_per_job": round(serial_cpu * 1000 / per_job, 4) if jobs else None,
+        "serial_cpu_ms_per_job": round(serial_cpu * 1000 / per_job, 4) if jobs and serial_pid else None,
     }
+
+
+def serial_process(setup: Setup, server: Server, store: RedisProcess | None) -> int | None:
+    """The store's process, whose CPU is reported on its own: redis-server, or the embedded
+    store's manager process; the no-work server has none."""
+    if store is not None:
+        return store.proc.pid
+    if setup.store == "nowork":
+        return None
+    return int(get_json(server.url + "/api/health")["ledger"]["pid"])
 
 
 def medians(runs: list[dict[str, Any]], setups: list[Setup], cores: int) -> list[dict[str, Any]]:
@@ -257,6 +275,9 @@ def main() -> None:
     parser.add_argument("--frontends", type=counts, default="1,2", help="embedded-store front-end counts ('' for none)")
     parser.add_argument("--nodes", type=counts, default="1,2", help="Redis-store node counts ('' for none)")
     parser.add_argument("--node-frontends", type=int, default=1, help="front-ends per Redis node")
+    parser.add_argument(
+        "--nowork", type=counts, default="1,2", help="process counts of the no-work aiohttp floor ('' for none)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="pool processes per machine (split over nodes)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument(
@@ -275,6 +296,7 @@ def main() -> None:
     queries = valid_queries(data)
     setups = [Setup("embedded", count, 1) for count in args.frontends]
     setups += [Setup("redis", args.node_frontends, count) for count in args.nodes]
+    setups += [Setup("nowork", count, 1) for count in args.nowork]
     runs = []
     for repeat in range(args.repeat):
         for setup in setups:
