@@ -54,23 +54,30 @@ class Frontend:
 class AttachedLedgerHost(LedgerHost):
     """A ledger this process uses but does not own (the node's parent process or Redis does):
     nothing to start, watch or restart here. `address`: the node's shared ledger's channel, and
-    `seen` the store's channel to it, which tells its pid and restarts; without an address,
-    `ledger` (Redis's) is called in a thread."""
+    `seen` the store's channel to it, which tells its pid and restarts; or `journal`, what saves
+    the event loop's replies (Redis's asyncio client: `ledger`, Redis's blocking one, is for
+    workers and threads)."""
 
-    def __init__(self, ledger: Any, address: str = "", seen: AsyncChannel | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Any,
+        address: str = "",
+        seen: AsyncChannel | None = None,
+        journal: Callable[[list[Reply]], Awaitable[str | None]] | None = None,
+    ) -> None:
         super().__init__("")
         self.address = address
         self.ledger = ledger
         self._seen = seen
+        self._journal_replies = journal
 
     def start(self, server_start: bool = True) -> None:
         return None
 
     async def finish(self, replies: list[Reply]) -> str | None:
-        if self.address:
-            return await super().finish(replies)
-        failure: str | None = await asyncio.to_thread(self.ledger.finish, replies)
-        return failure
+        if self._journal_replies is not None:
+            return await self._journal_replies(replies)
+        return await super().finish(replies)
 
     @property
     def pid(self) -> int | None:

@@ -19,7 +19,8 @@ def open_store(config: Config, frontend: Frontend) -> tuple[LedgerHost, JobStore
         from store.redisstore import RedisLedger, RedisStore  # only when asked: redis is an extra
 
         retention = (config.keep_results, config.keep_mb * 2**20, config.results_ttl_s)
-        return AttachedLedgerHost(RedisLedger(config.store, retention)), RedisStore(config.store, retention)
+        redis_store = RedisStore(config.store, retention)
+        return AttachedLedgerHost(RedisLedger(config.store, retention), journal=redis_store.finish), redis_store
     if frontend.ledger_address is not None:
         store = EmbeddedStore(frontend.ledger_address)
         return AttachedLedgerHost(LedgerChannel(store.channel.address), store.channel.address, store.channel), store

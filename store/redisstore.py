@@ -231,6 +231,13 @@ def _retention_args(retention: RetentionTuple) -> list[Any]:
 RETENTION_KEYS = [key("status"), key("running"), key("done"), key("bytes"), key("expired")]
 
 
+def _finish_args(retention: RetentionTuple, replies: list[tuple[int, str, bytes]]) -> list[Any]:
+    args: list[Any] = _retention_args(retention)
+    for job_id, status, reply in replies:
+        args += [job_id, status, reply]
+    return args
+
+
 class RedisLedger:
     """What workers (and the reply cache) write finished jobs with: one script call per batch.
     Picklable: each process connects on first use."""
@@ -258,12 +265,9 @@ class RedisLedger:
     def finish(self, replies: list[tuple[int, str, bytes]]) -> str | None:
         """Save replies (the first reply of a job wins); raises if Redis cannot be reached, so
         the batch is kept and sent again (compute/worker.py)."""
-        args: list[Any] = _retention_args(self._retention)
-        for job_id, status, reply in replies:
-            args += [job_id, status, reply]
         self._redis()
         try:
-            self._finish(keys=RETENTION_KEYS, args=args)
+            self._finish(keys=RETENTION_KEYS, args=_finish_args(self._retention, replies))
         except redis.RedisError as error:
             raise ConnectionError(f"Redis: {error}") from error
         return None
@@ -308,6 +312,7 @@ class RedisStore:
         self._claim = self._redis.register_script(CLAIM)
         self._restore = self._redis.register_script(RESTORE)
         self._new_upload = self._redis.register_script(NEW_UPLOAD)
+        self._finish = self._redis.register_script(FINISH)
         # The highest upload number this node saw: a Redis that came back empty starts above it.
         self._highest_upload = 0
         # One retry: its connections sit idle between uploads, and after an outage the first use of
@@ -350,6 +355,12 @@ class RedisStore:
         first = int(await self._call(self._accept, keys, [owner, len(jobs), WINDOW, *queries]))
         self._highest = max(self._highest, first + len(jobs) - 1)
         return first, {}
+
+    async def finish(self, replies: list[tuple[int, str, bytes]]) -> str | None:
+        """RedisLedger.finish from the event loop: the replies cached answers give, saved without
+        a thread hop; raises StoreUnavailable (server/answers.py then sends them through the pool)."""
+        await self._call(self._finish, RETENTION_KEYS, _finish_args(self._retention, replies))
+        return None
 
     async def restore(self, owner: str, jobs: Sequence[Accepted]) -> None:
         keys = [key("status"), key("running"), key("owners"), key(f"run:{owner}")]
