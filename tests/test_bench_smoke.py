@@ -174,6 +174,27 @@ def test_locustfile_reports_jobs_only(monkeypatch):
 
 
 @pytest.mark.slow
+def test_scaleout_runs_each_kind_of_setup_side_by_side(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    out = tmp_path / "scaleout.json"
+    stdout = run_script(
+        BENCH / "scaleout.py",
+        *("--frontends", "1", "--nodes", "1", "--nowork", "2", "--repeat", "1", "--duration", "1"),
+        *("--warmup", "0.3", "--idle-wait", "0", "--clients", "4", "--json", out),
+    )
+    summary = results_of(out)["summary"]
+    assert [item["label"] for item in summary] == [
+        "embedded, 1 front-end",
+        "Redis, 1 node x 1 front-end",
+        "aiohttp doing no work, 2 processes",
+    ]
+    assert all(item["jobs_per_s"] > 0 and item["node_cpu_ms_per_job"] > 0 for item in summary), summary
+    assert [item["errors"] for item in summary[:2]] == [0, 0]
+    assert [item["serial_cpu_ms_per_job"] is None for item in summary] == [False, False, True]
+    assert "projected jobs/s" in stdout
+
+
 def test_fsync_compares_every_setting(tmp_path):
     out = tmp_path / "fsync.json"
     stdout = run_script(
