@@ -239,8 +239,8 @@ def _finish_args(retention: RetentionTuple, replies: list[tuple[int, str, bytes]
 
 
 class RedisLedger:
-    """What workers (and the reply cache) write finished jobs with: one script call per batch.
-    Picklable: each process connects on first use."""
+    """What workers (and a front-end's threads) write finished jobs with: one script call per
+    batch. Picklable: each process connects on first use. (The event loop uses RedisStore.finish.)"""
 
     def __init__(self, url: str, retention: RetentionTuple) -> None:
         self._url = url
