@@ -4,10 +4,11 @@ A cached reply is exact (the data set is immutable while loaded), so a hit skips
 is only journalled, and the hits that arrive together are journalled in one call to the ledger,
 made from the event loop (no thread). Under load (hits waiting when a call returns) the next call
 waits `gather_s` for more to join it: a ledger round trip costs the server and the manager far
-more CPU than the job it journals, so fewer, fuller calls pay for the short wait. Until that write returns the job
-is "running", as every job is until its result is on disk. A miss goes to the pool, and the
-pool's "done" replies fill the cache. If the ledger cannot be reached, the hits go through the
-pool instead, whose batches are parked and sent again once the supervisor has restarted the ledger.
+more CPU than the job it journals, so fewer, fuller calls pay for the short wait. Until that
+write returns the job is "running", as every job is until its result is on disk. A miss goes to
+the pool, and the pool's "done" replies fill the cache. If the ledger cannot be reached, the hits
+go through the pool instead, whose batches are parked and sent again once the supervisor has
+restarted the ledger.
 """
 
 from __future__ import annotations
