@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -333,6 +333,9 @@ class RedisStore:
         await connection.read_response()
         if self._run_id is not None and run_id != self._run_id:
             self._restarted = True
+            # The pool's idle connections were opened to the Redis that is gone: each would fail
+            # its next call once ("Connection closed by server"), after health already says "ok".
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
         self._run_id = run_id
 
     def restarted(self) -> bool:
@@ -340,11 +343,23 @@ class RedisStore:
         restarted, self._restarted = self._restarted, False
         return restarted
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _command(self, call: Callable[[], Awaitable[Any]], read: bool = False) -> Any:
+        """Every call to Redis: its errors become StoreUnavailable. A connection closed under it
+        (Redis restarted since the pool opened it) has the pool's other idle connections dropped
+        too, which would each fail the same way once; a `read` is then sent again, once, on a
+        fresh one: reading twice is harmless (a write is not sent twice: it may have run)."""
         try:
-            return await script(keys=keys, args=args)
+            return await call()
+        except redis.ConnectionError as error:
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            if not read:
+                raise StoreUnavailable(f"Redis: {error}") from error
         except (redis.RedisError, OSError) as error:
             raise StoreUnavailable(f"Redis: {error}") from error
+        return await self._command(call)  # the read's second and last try
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any], read: bool = False) -> Any:
+        return await self._command(lambda: script(keys=keys, args=args), read)
 
     async def accept(
         self, owner: str, jobs: Sequence[tuple[str, bytes]], ask: Sequence[int] = ()
@@ -371,7 +386,7 @@ class RedisStore:
 
     async def lookup(self, job_id: int) -> tuple[int, bytes]:
         keys = [key("status"), key(f"r:{job_id}"), key("expired")]
-        status, second = await self._call(self._lookup, keys, [job_id])
+        status, second = await self._call(self._lookup, keys, [job_id], read=True)
         if status in (b"done", b"error"):
             return 200, bytes(second)
         if status == b"running":
@@ -381,24 +396,21 @@ class RedisStore:
         return 404, INVALID
 
     async def statuses(self) -> list[tuple[int, str]]:
-        try:
-            listed = await self._redis.hgetall(key("status"))
-        except (redis.RedisError, OSError) as error:
-            raise StoreUnavailable(f"Redis: {error}") from error
+        listed = await self._command(lambda: self._redis.hgetall(key("status")), read=True)
         return sorted(
             (int(job_id), status.decode() if isinstance(status, bytes) else status) for job_id, status in listed.items()
         )
 
     async def running(self, owners: Sequence[str] | None = None) -> int:
-        try:
+        async def count() -> int:
             if owners is None:
                 return int(await self._redis.hlen(key("running")))
             async with self._redis.pipeline(transaction=False) as pipe:
                 for owner in owners:
                     pipe.hlen(key(f"run:{owner}"))
                 return sum(int(count) for count in await pipe.execute())
-        except (redis.RedisError, OSError) as error:
-            raise StoreUnavailable(f"Redis: {error}") from error
+
+        return int(await self._command(count, read=True))
 
     async def heartbeat(self, owner: str) -> None:
         """The heartbeat, and the retention's time to live applied while no job finishes."""
@@ -414,29 +426,23 @@ class RedisStore:
             claimed.append(Accepted(int(job_id), kind.decode(), body))
         return claimed
 
-    async def _command(self, call: Awaitable[Any]) -> Any:
-        try:
-            return await call
-        except (redis.RedisError, OSError) as error:
-            raise StoreUnavailable(f"Redis: {error}") from error
-
     async def new_dataset_name(self) -> str:
         number = int(await self._call(self._new_upload, [key("dsseq")], [self._highest_upload]))
         self._highest_upload = max(self._highest_upload, number)
         return f"{UPLOAD}{number}"
 
     async def keep_dataset(self, name: str, label: str, content: bytes) -> None:
-        await self._command(self._bulk.set(key(f"ds:{name}"), content))
-        await self._command(self._redis.hset(key("datasets"), name, label))
+        await self._command(lambda: self._bulk.set(key(f"ds:{name}"), content))
+        await self._command(lambda: self._redis.hset(key("datasets"), name, label))
 
     async def datasets(self) -> dict[str, str]:
-        listed = await self._command(self._redis.hgetall(key("datasets")))
+        listed = await self._command(lambda: self._redis.hgetall(key("datasets")), read=True)
         datasets = {bytes(name).decode(): bytes(label).decode() for name, label in listed.items()}
         self._highest_upload = max([self._highest_upload, *map(upload_number, datasets)])
         return datasets
 
     async def dataset_content(self, name: str) -> bytes:
-        content = await self._command(self._bulk.get(key(f"ds:{name}")))
+        content = await self._command(lambda: self._bulk.get(key(f"ds:{name}")))
         if content is None:
             raise StoreUnavailable(f"the data set {name!r} is listed but its file is missing in Redis")
         return bytes(content)
@@ -450,7 +456,7 @@ class RedisStore:
                 pipe.unlink(key(f"ds:{name}"))
                 await pipe.execute()
 
-        await self._command(remove())
+        await self._command(remove)
 
     async def health(self) -> dict[str, Any]:
         return {"store": self.description}
