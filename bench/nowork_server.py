@@ -5,8 +5,9 @@ a memo of replies computed in-process on first use (so after warm-up it returns 
 sizes as the real service without any pool, ledger, logging or validation beyond a lookup).
 Only for bench/: it shows how much of a load test's cost is aiohttp and the client themselves.
 With `--processes N`, N such servers share the port (SO_REUSEPORT), each with its own jobs (ids
-never collide; a job is read on the connection that posted it, as keep-alive clients do): the
-floor of what one more process costs, with nothing shared between them (bench/scaleout.py).
+never collide): the floor of what one more process costs, with nothing shared between them
+(bench/scaleout.py). A keep-alive client mostly reads a job on the connection that posted it; a
+read that lands on another process gets 404 "Invalid job_id" (the load client counts an error).
 
     python bench/nowork_server.py --data FILE --port 5002 [--processes 2]
 """
@@ -48,6 +49,8 @@ def make_app(data: Path, index: int = 0, processes: int = 1) -> web.Application:
 
     async def get_results(request: web.Request) -> web.Response:
         job_id = int(request.match_info["job_id"].removeprefix("job_id_"))
+        if job_id not in replies:
+            return web.json_response({"status": "error", "reason": "Invalid job_id"}, status=404)
         return web.Response(body=replies[job_id], content_type="application/json")
 
     app = web.Application()

@@ -133,12 +133,12 @@ def measure(setup: Setup, data: Path, queries: list[Query], args: argparse.Names
     """Start the setup, load it, read the CPU of its processes over the measured window, stop it."""
     store = RedisProcess() if setup.store == "redis" else None
     workers = max(1, args.workers // setup.nodes)
-    extra = ["--frontends", str(setup.frontends), "--poll-grace-ms", "10"]
-    if store is not None:
-        extra += ["--store", store.url]
     if setup.store == "nowork":
         servers = [Server("nowork", data, extra_args=["--processes", str(setup.frontends)])]
     else:
+        extra = ["--frontends", str(setup.frontends), "--poll-grace-ms", "10"]
+        if store is not None:
+            extra += ["--store", store.url]
         servers = [
             Server("ours", data, workers, [*extra, *(["--node", f"n{index}"] if store else [])])
             for index in range(setup.nodes)

@@ -173,7 +173,6 @@ def test_locustfile_reports_jobs_only(monkeypatch):
     assert sum(entry["num_failures"] for entry in entries) == 0
 
 
-@pytest.mark.slow
 def test_scaleout_runs_each_kind_of_setup_side_by_side(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -195,6 +194,7 @@ def test_scaleout_runs_each_kind_of_setup_side_by_side(tmp_path):
     assert "projected jobs/s" in stdout
 
 
+@pytest.mark.slow
 def test_fsync_compares_every_setting(tmp_path):
     out = tmp_path / "fsync.json"
     stdout = run_script(
