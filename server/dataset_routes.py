@@ -22,6 +22,7 @@ from server.service import SERVICE
 from server.shared_datasets import caught_up
 from store.csvfile import DataFileError
 from store.jobstore import StoreUnavailable
+from store.uploads import DamagedIndex
 
 log = logging.getLogger("lestats.datasets")
 
@@ -96,6 +97,8 @@ async def upload_dataset(request: web.Request) -> web.Response:
         dataset = await request.app[SERVICE].registry.add(content, label)
     except TooLarge:
         return error_response(413, f"the upload is larger than the limit of {limit} bytes")
+    except DamagedIndex as error:  # the server's fault, not the upload's (before DataFileError: it is one)
+        return damaged(error)
     except DataFileError as error:
         return error_response(400, str(error))
     except StoreUnavailable as error:
@@ -123,9 +126,17 @@ async def delete_dataset(request: web.Request) -> web.Response:
         await registry.remove(name)
     except StoreUnavailable as error:  # kept: the store still lists it, so every process still serves it
         return unavailable(error)
+    except DamagedIndex as error:
+        return damaged(error)
     request.app[SERVICE].answers.cache.forget_dataset(name)
     log.info("removed data set %s", name)
     return web.Response(body=b'{"status":"done"}', content_type="application/json")
+
+
+def damaged(error: DamagedIndex) -> web.Response:
+    """503 without Retry-After: the uploads' index must be mended by hand before uploads change."""
+    log.error("the uploads' index cannot be read: %s", error)
+    return error_response(503, f"cannot change the uploaded data sets: {error}")
 
 
 def add_dataset_routes(app: web.Application, max_upload: int) -> None:

@@ -19,6 +19,7 @@ from server.datasets import DEFAULT, DatasetRegistry
 from server.validation import BadRequest, parse_body, parse_query
 from store.dataset import Dataset, load_upload, publish
 from store.jobstore import JobStore, StoreUnavailable
+from store.uploads import DamagedIndex
 
 log = logging.getLogger("lestats.datasets")
 
@@ -91,11 +92,15 @@ class SharedDatasetRegistry(DatasetRegistry):
         return dropped
 
 
+# The store's list cannot be read now: this process goes on with what it has (the duty logs why).
+UNREADABLE = (StoreUnavailable, DamagedIndex)
+
+
 async def caught_up(registry: DatasetRegistry) -> None:
     """With a shared store, this process learns of an upload or removal made elsewhere within a
-    second; a route about data sets looks in the store first (left as it is if unreachable)."""
+    second; a route about data sets looks in the store first (left as it is if unreadable)."""
     if isinstance(registry, SharedDatasetRegistry):
-        with contextlib.suppress(StoreUnavailable):
+        with contextlib.suppress(*UNREADABLE):
             await registry.sync()
 
 
@@ -110,6 +115,6 @@ async def parse_shared(registry: DatasetRegistry, kind: str, body: bytes) -> Que
         named = parse_body(body).get("dataset")
         if not isinstance(named, str) or named in registry.catalogs:
             raise
-        with contextlib.suppress(StoreUnavailable):
+        with contextlib.suppress(*UNREADABLE):
             await registry.sync()
         return parse_query(kind, body, registry.catalogs)

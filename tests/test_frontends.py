@@ -216,6 +216,45 @@ def settled_result(server, job_id, deadline):
         time.sleep(0.05)
 
 
+def test_an_index_damaged_before_a_manager_restart_leaves_the_loaded_uploads_served(servers, tmp_path):
+    """The new manager cannot read the uploads' index: the front-ends go on with the data sets
+    they hold (no 500 on the data-set routes or on a query); changing the uploads gets 503 with
+    the reason (the server's fault, not the request's), never a 400."""
+    server = servers(tmp_path / "state", args=("--frontends", "2"))
+    dataset, want = upload(server, tmp_path)
+    deadline = time.monotonic() + 60
+
+    def listed():
+        return [item["dataset"] for item in server.get_json("/api/datasets")["datasets"]]
+
+    while not all(dataset in listed() for _ in range(10)):  # both front-ends hold it
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    index = tmp_path / "state" / "datasets" / "index.json"
+    index.write_bytes(b'{"next": ')
+    old = server.get_json("/api/health")["ledger"]["pid"]
+    os.kill(old, signal.SIGKILL)
+    while any(server.get_json("/api/health")["ledger"]["pid"] in (old, None) for _ in range(10)):
+        assert time.monotonic() < deadline, "the manager was not started again"
+        time.sleep(0.1)
+
+    for _ in range(6):  # each on a new connection: either front-end
+        assert dataset in listed()
+        job_id = server.submit("states_mean", {"question": OBESITY, "dataset": dataset})
+        assert_matches(json.loads(settled_result(server, job_id, deadline))["data"], want)
+        status, body = server.call("POST", "/api/states_mean", {"question": OBESITY, "dataset": "upload999"})
+        assert status == 400 and "upload999" in json.loads(body)["reason"], body
+    for method, path, body in (
+        ("POST", "/api/datasets?name=small.csv", (tmp_path / "small.csv").read_bytes()),
+        ("DELETE", f"/api/datasets/{dataset}", None),
+    ):
+        status, reply = server.call(method, path, body)
+        assert status == 503 and "index.json" in json.loads(reply)["reason"], (method, reply)
+    assert index.read_bytes() == b'{"next": ', "left as it was, for a person to mend"
+    assert server.stop() == 0, server.output()
+    assert any(" ERROR " in line and "index.json" in line for line in server.log_path.read_text().splitlines())
+
+
 def test_a_killed_shared_manager_is_started_again_and_nothing_is_lost(servers, tmp_path):
     server = servers(tmp_path / "state", args=("--frontends", "2"))
     before = {job_id: server.result(job_id) for job_id in server.submit_all(mixed_queries(30))}
