@@ -24,6 +24,7 @@ from store.cells import Catalog
 from store.channel import AsyncChannel
 from store.jobstore import RUNNING, Accepted, JobStore, Ledger, StoreUnavailable
 from store.manager import LedgerHost
+from store.uploads import DamagedIndex
 
 log = logging.getLogger("lestats.shared")
 
@@ -200,12 +201,17 @@ class SharedJobs:
         while True:
             try:
                 if beats % CLAIM_EVERY == 0:
-                    await sync_datasets()
+                    try:
+                        await sync_datasets()
+                    except DamagedIndex as error:  # a person must mend it; taking over goes on
+                        log.error("cannot read the uploads' list: %s", error)
                     including_own, self._look_for_own = self._look_for_own, False
                     try:
                         await self.take_over(catalogs(), submit, ledger(), including_own)
                     except BaseException:
-                        self._look_for_own |= including_own  # look again next time
+                        # A claim whose reply was lost may have moved jobs to this owner in the
+                        # store: the next look takes this owner's jobs it does not hold too.
+                        self._look_for_own = True
                         raise
                 else:
                     await self.store.heartbeat(self.owner)

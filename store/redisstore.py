@@ -33,6 +33,7 @@ a second, and redis-py reconnects by itself when it is back.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -335,7 +336,7 @@ class RedisStore:
             self._restarted = True
             # The pool's idle connections were opened to the Redis that is gone: each would fail
             # its next call once ("Connection closed by server"), after health already says "ok".
-            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            await self._drop_idle_connections()
         self._run_id = run_id
 
     def restarted(self) -> bool:
@@ -344,19 +345,25 @@ class RedisStore:
         return restarted
 
     async def _command(self, call: Callable[[], Awaitable[Any]], read: bool = False) -> Any:
-        """Every call to Redis: its errors become StoreUnavailable. A connection closed under it
-        (Redis restarted since the pool opened it) has the pool's other idle connections dropped
-        too, which would each fail the same way once; a `read` is then sent again, once, on a
-        fresh one: reading twice is harmless (a write is not sent twice: it may have run)."""
+        """Every call to Redis: its errors become StoreUnavailable. A connection error (above all
+        a connection closed under the call: Redis restarted since the pool opened it) drops the
+        main pool's idle connections, which would each fail the same way once; a `read` is then
+        sent again, once, on a fresh one: reading twice is harmless. A script is not sent twice:
+        it may have run (a job accepted or claimed so is found by the owner's next look for its
+        own jobs, server/shared.py)."""
         try:
             return await call()
         except redis.ConnectionError as error:
-            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            await self._drop_idle_connections()
             if not read:
                 raise StoreUnavailable(f"Redis: {error}") from error
         except (redis.RedisError, OSError) as error:
             raise StoreUnavailable(f"Redis: {error}") from error
         return await self._command(call)  # the read's second and last try
+
+    async def _drop_idle_connections(self) -> None:
+        with contextlib.suppress(redis.RedisError, OSError):  # closing a dead socket may fail too
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
 
     async def _call(self, script: Any, keys: list[str], args: list[Any], read: bool = False) -> Any:
         return await self._command(lambda: script(keys=keys, args=args), read)
