@@ -193,7 +193,7 @@ class SharedJobs:
         catalogs: Callable[[], dict[str, Catalog]],
         submit: Callable[[int, Any], None],
         ledger: Callable[[], Ledger],
-        sync_datasets: Callable[[], Awaitable[object]],
+        sync_datasets: Callable[[], Awaitable[None]],
     ) -> None:
         """The duty: heartbeat; take over dead owners' jobs and load data sets uploaded elsewhere;
         mark the store reachable again."""

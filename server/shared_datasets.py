@@ -63,15 +63,15 @@ class SharedDatasetRegistry(DatasetRegistry):
         self._sources.pop(name, None)
         dataset.close()
 
-    async def sync(self) -> list[str]:
+    async def sync(self) -> None:
         """Load the store's uploads this process lacks, drop those removed (and their cached
-        replies); returns the dropped ones. One at a time: two would load the same upload twice."""
+        replies). One at a time: two would load the same upload twice."""
         if self._syncing is None:
             self._syncing = asyncio.Lock()
         async with self._syncing:
-            return await self._sync()
+            await self._sync()
 
-    async def _sync(self) -> list[str]:
+    async def _sync(self) -> None:
         listed = await self._store().datasets()
         for name, label in listed.items():
             if name in self.datasets:
@@ -89,7 +89,6 @@ class SharedDatasetRegistry(DatasetRegistry):
             self._forget(name)
             self.forget_replies(name)
             log.info("dropped data set %s, removed elsewhere", name)
-        return dropped
 
 
 # The store's list cannot be read now: this process goes on with what it has (the duty logs why).
