@@ -132,7 +132,6 @@ class DatasetRegistry:
             dataset.close()
 
     def _keep(self, name: str, label: str, content: bytes) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
         path = self._dir / f"{name}.csv"
         write_durably(path, content)
         try:
@@ -149,7 +148,6 @@ class DatasetRegistry:
         """Add (a source) or drop (None) one entry and rewrite the index; one writer at a time,
         and the entry changes in memory only once the new index is on disk."""
         with self._index_lock:
-            self._dir.mkdir(parents=True, exist_ok=True)  # a refused first upload writes the index too
             sources = dict(self._sources)
             if source is None:
                 sources.pop(name, None)

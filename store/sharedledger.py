@@ -222,7 +222,6 @@ class SharedLedger(Ledger):
     def keep_dataset(self, name: str, label: str, content: bytes) -> None:
         """The file and the index, as the single front-end keeps them (store/uploads.py), so a
         restart with one front-end finds them too."""
-        self._datasets_dir.mkdir(parents=True, exist_ok=True)
         write_durably(self._datasets_dir / f"{name}.csv", content)  # outside the lock: it may be large
         with self._shared_lock:
             index = self._uploads()
@@ -249,7 +248,6 @@ class SharedLedger(Ledger):
         return self._index
 
     def _write_uploads(self, index: UploadIndex) -> None:
-        self._datasets_dir.mkdir(parents=True, exist_ok=True)
         write_index(self._datasets_dir, index)
         self._index = index
 

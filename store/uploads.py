@@ -72,8 +72,10 @@ def write_index(directory: Path, index: UploadIndex) -> None:
 
 
 def write_durably(path: Path, content: bytes) -> None:
-    """Replace `path` with `content` all at once: a unique temporary file in the same directory,
-    synced, renamed over `path`, then the directory synced so the rename itself survives a crash."""
+    """Replace `path` with `content` all at once: a unique temporary file in the same directory
+    (made if missing), synced, renamed over `path`, then the directory synced so the rename itself
+    survives a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
